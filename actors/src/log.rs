@@ -1,0 +1,350 @@
+//! A partition's log: an ordered run of [`Segment`]s in one directory, the newest one active.
+//!
+//! Invariant: segments are contiguous — each one's base offset is the next offset of the one
+//! before — and only the last (active) segment is ever appended to. Offsets are assigned here,
+//! by stamping the base offset into the batch header (outside the CRC, so batches are built and
+//! checksummed elsewhere, in parallel, and only stamped and copied here).
+//!
+//! Opening a log recovers it: every segment's tail after its last index entry is validated
+//! and the log is the longest valid prefix — if a segment turns out torn, the segments after
+//! it cannot continue it and are deleted. See docs/FORMAT.md, "Recovery".
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use crate::error::LogError;
+use crate::naming;
+use crate::record_batch::{self, BatchHeader};
+use crate::segment::{self, AppendedBatch, Segment};
+use crate::types::{LogConfig, Offset};
+
+#[derive(Debug)]
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: LogConfig,
+    /// Never empty: there is always an active segment.
+    segments: Vec<Segment>,
+    /// Segments written to since the last [`PartitionLog::take_unsynced`], by base offset.
+    unsynced: Vec<Offset>,
+    /// Set when a segment file was created or deleted: the directory must be fsynced too.
+    dir_unsynced: bool,
+}
+
+/// What a background flush must fsync to make everything appended so far durable.
+#[derive(Debug)]
+pub struct SyncTargets {
+    pub files: Vec<File>,
+    pub dir: Option<PathBuf>,
+}
+
+impl SyncTargets {
+    /// fsyncs every target. Blocking: run it off the actor's thread.
+    pub fn sync(self) -> std::io::Result<()> {
+        for file in &self.files {
+            file.sync_data()?;
+        }
+        if let Some(dir) = &self.dir {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty() && self.dir.is_none()
+    }
+}
+
+impl PartitionLog {
+    /// Opens the log in `dir` (creating it), recovering every segment. Blocking.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<Self, LogError> {
+        std::fs::create_dir_all(dir).map_err(|e| LogError::io("creating log dir", dir, e))?;
+        let mut bases = Vec::new();
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| LogError::io("listing log dir", dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| LogError::io("listing log dir", dir, e))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(base) = naming::parse_segment_file_name(name) {
+                bases.push(base);
+            } else if naming::parse_index_file_name(name)
+                .is_some_and(|b| !naming::segment_file(dir, b).exists())
+                || name.ends_with(naming::TMP_SUFFIX)
+            {
+                // Left behind by a crash between deleting a segment and its index, or mid
+                // write of a temporary file: never part of the log.
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        bases.sort_unstable();
+
+        let mut segments: Vec<Segment> = Vec::with_capacity(bases.len().max(1));
+        let mut dir_unsynced = false;
+        let mut bases = bases.into_iter();
+        for base in bases.by_ref() {
+            if let Some(prev) = segments.last() {
+                if prev.next_offset() != base {
+                    log::warn!(
+                        "{}: segment {base} does not continue offset {}; it and later segments are dropped",
+                        dir.display(),
+                        prev.next_offset()
+                    );
+                    delete_segment_files(dir, base)?;
+                    break;
+                }
+            }
+            let (segment, truncated) = Segment::open(dir, base, config.index_interval_bytes)?;
+            segments.push(segment);
+            if truncated > 0 {
+                // Anything after a torn segment cannot continue it.
+                break;
+            }
+        }
+        for base in bases {
+            delete_segment_files(dir, base)?;
+            dir_unsynced = true;
+        }
+        if segments.is_empty() {
+            segments.push(Segment::create(dir, 0)?);
+            dir_unsynced = true;
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            unsynced: Vec::new(),
+            dir_unsynced,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    /// First offset still in the log.
+    pub fn start_offset(&self) -> Offset {
+        self.segments[0].base_offset()
+    }
+
+    /// The offset the next record will get (Kafka's log end offset).
+    pub fn end_offset(&self) -> Offset {
+        self.active().next_offset()
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(Segment::len).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments
+            .last()
+            .expect("a log always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .last_mut()
+            .expect("a log always has an active segment")
+    }
+
+    /// Appends one batch built with base offset 0: stamps its base offset with the log end
+    /// offset and writes it, rolling first if it would overflow the active segment.
+    ///
+    /// On error nothing was appended and the end offset is unchanged.
+    pub fn append(&mut self, batch: &mut [u8]) -> Result<AppendedBatch, LogError> {
+        let header = BatchHeader::parse(batch).map_err(LogError::InvalidBatch)?;
+        if header.total_len() != batch.len() || header.last_offset_delta < 0 {
+            return Err(LogError::InvalidBatch(record_batch::BatchError::Malformed(
+                "batch length does not match the buffer".into(),
+            )));
+        }
+        if batch.len() as u64 > self.config.segment_bytes {
+            return Err(LogError::BatchTooLarge {
+                size: batch.len(),
+                limit: self.config.segment_bytes,
+            });
+        }
+        if !self.active().is_empty()
+            && self.active().len() + batch.len() as u64 > self.config.segment_bytes
+        {
+            self.roll()?;
+        }
+        let base_offset = self.end_offset();
+        segment::stamp(batch, base_offset);
+        let header = BatchHeader {
+            base_offset,
+            partition_leader_epoch: segment::LEADER_EPOCH,
+            ..header
+        };
+        let interval = self.config.index_interval_bytes;
+        let appended = self.active_mut().append(batch, &header, interval)?;
+        let active_base = self.active().base_offset();
+        if self.unsynced.last() != Some(&active_base) {
+            self.unsynced.push(active_base);
+        }
+        Ok(appended)
+    }
+
+    /// Starts a new active segment at the log end offset. The old one stays in `unsynced`
+    /// until the next flush, which also syncs the directory for the new file.
+    pub fn roll(&mut self) -> Result<(), LogError> {
+        let base = self.end_offset();
+        if self.active().is_empty() {
+            return Ok(());
+        }
+        let segment = Segment::create(&self.dir, base)?;
+        self.segments.push(segment);
+        self.dir_unsynced = true;
+        Ok(())
+    }
+
+    /// Reads whole batches starting with the one holding `offset`, up to about `max_bytes`
+    /// (at least one batch). An offset at or past the end gives nothing.
+    pub fn read(&mut self, offset: Offset, max_bytes: usize) -> Result<Vec<u8>, LogError> {
+        let start = self.start_offset();
+        if offset < start {
+            return Err(LogError::OffsetOutOfRange {
+                requested: offset,
+                log_start: start,
+            });
+        }
+        let mut out = Vec::new();
+        let first = self
+            .segments
+            .partition_point(|s| s.base_offset() <= offset)
+            .saturating_sub(1);
+        for segment in &mut self.segments[first..] {
+            if out.len() >= max_bytes {
+                break;
+            }
+            if segment.next_offset() <= offset {
+                continue;
+            }
+            let budget = max_bytes.saturating_sub(out.len()).max(1);
+            let before = out.len();
+            let mut chunk = Vec::new();
+            segment.read(offset, budget, &mut chunk)?;
+            if before > 0 && chunk.len() > budget {
+                break;
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+
+    /// Removes every record at or after `offset` (whole batches: a batch straddling `offset`
+    /// goes too). Segments entirely past it are deleted.
+    pub fn truncate_to(&mut self, offset: Offset) -> Result<Offset, LogError> {
+        let offset = offset.max(self.start_offset());
+        while self.segments.len() > 1 && self.active().base_offset() >= offset {
+            let segment = self.segments.pop().expect("more than one segment");
+            segment.delete()?;
+            self.dir_unsynced = true;
+        }
+        let next = self.active_mut().truncate_to(offset)?;
+        let base = self.active().base_offset();
+        self.unsynced.retain(|b| *b <= base);
+        if self.unsynced.last() != Some(&base) {
+            self.unsynced.push(base);
+        }
+        Ok(next)
+    }
+
+    /// Collects what a flush must sync for everything appended so far, and forgets it.
+    pub fn take_unsynced(&mut self) -> Result<SyncTargets, LogError> {
+        let mut files = Vec::with_capacity(self.unsynced.len() * 2);
+        for base in std::mem::take(&mut self.unsynced) {
+            if let Some(segment) = self.segments.iter().find(|s| s.base_offset() == base) {
+                let (log, index) = segment.sync_handles()?;
+                files.push(log);
+                if base != self.active().base_offset() {
+                    // A sealed segment's index is complete: make it durable once.
+                    files.push(index);
+                }
+            }
+        }
+        let dir = std::mem::take(&mut self.dir_unsynced).then(|| self.dir.clone());
+        Ok(SyncTargets { files, dir })
+    }
+
+    /// Handles for every segment and the directory: a shutdown flush must also cover files
+    /// whose background flush is still running.
+    pub fn take_everything(&mut self) -> Result<SyncTargets, LogError> {
+        self.unsynced.clear();
+        self.dir_unsynced = false;
+        let mut files = Vec::with_capacity(self.segments.len() * 2);
+        for segment in &self.segments {
+            let (log, index) = segment.sync_handles()?;
+            files.push(log);
+            files.push(index);
+        }
+        Ok(SyncTargets {
+            files,
+            dir: Some(self.dir.clone()),
+        })
+    }
+
+    pub fn has_unsynced(&self) -> bool {
+        !self.unsynced.is_empty() || self.dir_unsynced
+    }
+
+    /// Deletes whole sealed segments past retention (by age of their newest record, and by
+    /// total size). The active segment is never deleted. Returns how many were deleted.
+    pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize, LogError> {
+        let mut deleted = 0;
+        let mut total = self.size_bytes();
+        while self.segments.len() > 1 {
+            let oldest = &self.segments[0];
+            let expired = self.config.retention_ms.is_some_and(|ms| {
+                oldest.max_timestamp() >= 0 && now_ms - oldest.max_timestamp() > ms
+            });
+            let oversize = self
+                .config
+                .retention_bytes
+                .is_some_and(|limit| total - oldest.len() >= limit);
+            if !(expired || oversize) {
+                break;
+            }
+            let segment = self.segments.remove(0);
+            total -= segment.len();
+            let base = segment.base_offset();
+            self.unsynced.retain(|b| *b != base);
+            log::info!(
+                "{}: retention deleted segment {base} ({})",
+                self.dir.display(),
+                if expired { "age" } else { "size" }
+            );
+            segment.delete()?;
+            self.dir_unsynced = true;
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+}
+
+fn delete_segment_files(dir: &Path, base: Offset) -> Result<(), LogError> {
+    for path in [
+        naming::segment_file(dir, base),
+        naming::index_file(dir, base),
+    ] {
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(LogError::io("deleting segment", &path, e))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

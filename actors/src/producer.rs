@@ -1,0 +1,69 @@
+//! [`ProducerActor`]: fans one produce request's batches (one per partition) out to the
+//! partition actors and gathers their acknowledgements.
+//!
+//! The batches arrive built, checksummed and compressed — that CPU work is done by whoever
+//! sends the message (the HTTP workers), in parallel. The actor only forwards and waits, so it
+//! is cheap; the server starts one per HTTP worker thread so no single thread carries all
+//! traffic.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use futures_util::future::join_all;
+
+use crate::error::LogError;
+use crate::messages::{Append, AppendAck};
+use crate::topics::Topic;
+use crate::types::PartitionId;
+
+/// One partition's share of a request.
+pub struct PartitionBatch {
+    pub partition: PartitionId,
+    /// A whole RecordBatch v2 with base offset 0.
+    pub batch: Vec<u8>,
+}
+
+/// Append each batch to its partition; answers with one result per batch, in order.
+#[derive(Message)]
+#[rtype(result = "Vec<Result<AppendAck, LogError>>")]
+pub struct Produce {
+    pub topic: Arc<Topic>,
+    pub batches: Vec<PartitionBatch>,
+}
+
+#[derive(Default)]
+pub struct ProducerActor;
+
+impl Actor for ProducerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+    }
+}
+
+impl Handler<Produce> for ProducerActor {
+    type Result = ResponseFuture<Vec<Result<AppendAck, LogError>>>;
+
+    fn handle(&mut self, msg: Produce, _: &mut Self::Context) -> Self::Result {
+        Box::pin(produce(msg))
+    }
+}
+
+/// The fan-out itself: all partitions are appended to concurrently.
+pub async fn produce(msg: Produce) -> Vec<Result<AppendAck, LogError>> {
+    let Produce { topic, batches } = msg;
+    join_all(batches.into_iter().map(|pb| {
+        let addr = topic.partition(pb.partition).cloned();
+        async move {
+            match addr {
+                Some(addr) => addr
+                    .send(Append { batch: pb.batch })
+                    .await
+                    .unwrap_or(Err(LogError::ShutDown)),
+                None => Err(LogError::ShutDown),
+            }
+        }
+    }))
+    .await
+}

@@ -1,0 +1,389 @@
+//! One segment: a file of concatenated RecordBatch v2 batches starting at `base_offset`, plus
+//! its sparse [`OffsetIndex`].
+//!
+//! Bytes go in with positional writes (`pwrite`) and come out through a read-only memory map.
+//! Writing through `pwrite` rather than into a mapping is what turns a full disk into an
+//! `ENOSPC` error instead of a SIGBUS. The map is only ever read below `len`, the committed
+//! length, so no read touches a page past the end of the file.
+//!
+//! Invariant: `[0, len)` holds whole, valid batches with offsets `base_offset..next_offset`,
+//! contiguous; nothing past `len` is ever served. A failed append leaves `len` unchanged and
+//! cuts the file back to it.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+
+use crate::error::LogError;
+use crate::index::OffsetIndex;
+use crate::naming;
+use crate::record_batch::{self, BatchError, BatchHeader};
+use crate::recovery::{self, ScanOutcome};
+use crate::types::Offset;
+
+#[derive(Debug)]
+pub struct Segment {
+    base_offset: Offset,
+    path: PathBuf,
+    file: File,
+    /// Committed length: bytes below this are whole batches.
+    len: u64,
+    next_offset: Offset,
+    /// Largest batch max-timestamp seen (for time-based retention); -1 when empty.
+    max_timestamp: i64,
+    index: OffsetIndex,
+    bytes_since_index_entry: u64,
+    /// Read-only map of `[0, map_len)`; remapped lazily when reads reach past it.
+    map: Option<Mmap>,
+}
+
+/// Where an appended batch landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendedBatch {
+    pub base_offset: Offset,
+    pub last_offset: Offset,
+    pub position: u64,
+}
+
+impl Segment {
+    /// Creates a new, empty segment (and its index) in `dir`. Fails if the file exists.
+    pub fn create(dir: &Path, base_offset: Offset) -> Result<Self, LogError> {
+        let path = naming::segment_file(dir, base_offset);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| LogError::io("creating segment", &path, e))?;
+        let index_path = naming::index_file(dir, base_offset);
+        // A stale index without its segment would be trusted later: start it empty.
+        let _ = std::fs::remove_file(&index_path);
+        let (index, _) = OffsetIndex::open(&index_path, base_offset, 0)?;
+        Ok(Self {
+            base_offset,
+            path,
+            file,
+            len: 0,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            index,
+            bytes_since_index_entry: 0,
+            map: None,
+        })
+    }
+
+    /// Opens an existing segment and recovers it: the index is checked (rebuilt from the log
+    /// if it disagrees), then every batch after the last index entry is validated (length,
+    /// CRC, contiguous offsets) and the file is cut after the last valid one.
+    ///
+    /// Returns the segment and how many bytes were cut off its tail.
+    pub fn open(
+        dir: &Path,
+        base_offset: Offset,
+        index_interval_bytes: u32,
+    ) -> Result<(Self, u64), LogError> {
+        let path = naming::segment_file(dir, base_offset);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| LogError::io("opening segment", &path, e))?;
+        let file_len = file
+            .metadata()
+            .map_err(|e| LogError::io("stat of segment", &path, e))?
+            .len();
+        let index_path = naming::index_file(dir, base_offset);
+        let (mut index, problem) = OffsetIndex::open(&index_path, base_offset, file_len)?;
+        let map = map_file(&file, &path, file_len)?;
+        let bytes: &[u8] = map.as_deref().unwrap_or(&[]);
+
+        // Start the scan at the last index entry whose batch really is there; otherwise
+        // rebuild the index from the segment's first byte.
+        let mut start = None;
+        if problem.is_none() {
+            if let Some(entry) = index.last_entry() {
+                let at = entry.position as usize;
+                let expected = base_offset + i64::from(entry.relative_offset);
+                if BatchHeader::parse(&bytes[at..]).is_ok_and(|h| h.base_offset == expected) {
+                    start = Some((at as u64, expected));
+                }
+            } else {
+                start = Some((0, base_offset));
+            }
+        }
+        let (scan_from, expected_offset) = match start {
+            Some(s) => s,
+            None => {
+                log::warn!(
+                    "{}: index {:?} disagrees with the log; rebuilding it",
+                    path.display(),
+                    problem
+                );
+                index.clear()?;
+                (0, base_offset)
+            }
+        };
+
+        let ScanOutcome {
+            valid_len,
+            next_offset,
+            max_timestamp,
+            last_index_position,
+        } = recovery::scan(
+            bytes,
+            scan_from,
+            expected_offset,
+            index_interval_bytes,
+            |offset, position| index.append(offset, position),
+        )?;
+        let bytes_since_index_entry = valid_len - last_index_position.unwrap_or(scan_from);
+        drop(map);
+
+        let truncated = file_len - valid_len;
+        if truncated > 0 {
+            log::warn!(
+                "{}: cut {truncated} bytes of torn or invalid tail after offset {}",
+                path.display(),
+                next_offset - 1
+            );
+            file.set_len(valid_len)
+                .map_err(|e| LogError::io("truncating segment", &path, e))?;
+            index.truncate_to_position(valid_len)?;
+        }
+        Ok((
+            Self {
+                base_offset,
+                path,
+                file,
+                len: valid_len,
+                next_offset,
+                max_timestamp,
+                index,
+                bytes_since_index_entry,
+                map: None,
+            },
+            truncated,
+        ))
+    }
+
+    pub fn base_offset(&self) -> Offset {
+        self.base_offset
+    }
+
+    /// The offset the next appended record gets.
+    pub fn next_offset(&self) -> Offset {
+        self.next_offset
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn max_timestamp(&self) -> i64 {
+        self.max_timestamp
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes one whole batch (already stamped with `header.base_offset == next_offset`) at
+    /// the end of the segment.
+    ///
+    /// On error nothing is committed: the file is cut back to its old length so the next
+    /// append (e.g. after disk space is freed) starts on a clean boundary.
+    pub fn append(
+        &mut self,
+        batch: &[u8],
+        header: &BatchHeader,
+        index_interval_bytes: u32,
+    ) -> Result<AppendedBatch, LogError> {
+        debug_assert_eq!(header.base_offset, self.next_offset);
+        let position = self.len;
+        if let Err(e) = self.file.write_all_at(batch, position) {
+            let err = LogError::io("writing segment", &self.path, e);
+            if let Err(cut) = self.file.set_len(position) {
+                log::error!("{}: cannot cut failed write: {cut}", self.path.display());
+                return Err(LogError::FailStopped {
+                    reason: format!("{err}; then cutting it back failed: {cut}"),
+                });
+            }
+            return Err(err);
+        }
+        if self.bytes_since_index_entry >= u64::from(index_interval_bytes) && position > 0 {
+            // An index write failure costs lookup speed, not data: recovery rebuilds it.
+            if let Err(e) = self.index.append(header.base_offset, position) {
+                log::warn!("{e}; the index will be rebuilt at next start");
+            }
+            self.bytes_since_index_entry = 0;
+        }
+        self.bytes_since_index_entry += batch.len() as u64;
+        self.len += batch.len() as u64;
+        self.next_offset = header.last_offset() + 1;
+        self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
+        Ok(AppendedBatch {
+            base_offset: header.base_offset,
+            last_offset: header.last_offset(),
+            position,
+        })
+    }
+
+    /// The committed bytes from `position` to the end, through the read map.
+    fn committed_from(&mut self, position: u64) -> Result<&[u8], LogError> {
+        if self
+            .map
+            .as_ref()
+            .is_none_or(|m| (m.len() as u64) < self.len)
+        {
+            self.map = map_file(&self.file, &self.path, self.len)?;
+        }
+        let bytes = self.map.as_deref().unwrap_or(&[]);
+        Ok(&bytes[position.min(self.len) as usize..self.len as usize])
+    }
+
+    /// Copies whole batches holding offsets `>= offset`, starting with the batch that
+    /// contains `offset`, until `max_bytes` would be passed (at least one batch is returned so
+    /// a batch larger than `max_bytes` can still be read).
+    ///
+    /// Every batch on the way must continue the offsets of the one before it and every batch
+    /// returned must pass its CRC and carry rill's leader epoch: damaged bytes give
+    /// [`LogError::Corrupt`], never wrong data.
+    pub fn read(
+        &mut self,
+        offset: Offset,
+        max_bytes: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), LogError> {
+        let (mut expected, start) = self.index.lookup(offset);
+        let path = self.path.clone();
+        let bytes = self.committed_from(start)?;
+        let mut at = 0usize;
+        let first_len = out.len();
+        while at < bytes.len() {
+            let corrupt = |source| LogError::Corrupt {
+                path: path.clone(),
+                position: start + at as u64,
+                source,
+            };
+            let header = BatchHeader::parse(&bytes[at..]).map_err(corrupt)?;
+            let total = header.total_len();
+            if total > bytes.len() - at {
+                return Err(corrupt(BatchError::Truncated {
+                    needed: total,
+                    available: bytes.len() - at,
+                }));
+            }
+            if header.base_offset != expected || header.last_offset_delta < 0 {
+                return Err(corrupt(BatchError::Malformed(format!(
+                    "batch base offset {} where {expected} was expected",
+                    header.base_offset
+                ))));
+            }
+            expected = header.last_offset() + 1;
+            if header.last_offset() >= offset {
+                if out.len() > first_len && out.len() - first_len + total > max_bytes {
+                    break;
+                }
+                let batch = &bytes[at..at + total];
+                verify_stored(batch).map_err(corrupt)?;
+                out.extend_from_slice(batch);
+            }
+            at += total;
+        }
+        Ok(())
+    }
+
+    /// Cuts the segment so that it ends before the batch holding `offset`. Returns the new
+    /// next offset (batches are never split: a batch straddling `offset` is removed whole).
+    pub fn truncate_to(&mut self, offset: Offset) -> Result<Offset, LogError> {
+        let (_, start) = self.index.lookup(offset);
+        let mut next = self.next_offset;
+        let bytes = self.committed_from(start)?;
+        let mut at = 0usize;
+        while at < bytes.len() {
+            let header = BatchHeader::parse(&bytes[at..]).map_err(LogError::InvalidBatch)?;
+            if header.last_offset() >= offset {
+                next = header.base_offset;
+                break;
+            }
+            at += header.total_len();
+        }
+        let new_len = start + at as u64;
+        self.map = None;
+        self.file
+            .set_len(new_len)
+            .map_err(|e| LogError::io("truncating segment", &self.path, e))?;
+        self.index.truncate_to_position(new_len)?;
+        self.len = new_len;
+        self.next_offset = next;
+        self.bytes_since_index_entry =
+            new_len - self.index.last_entry().map_or(0, |e| u64::from(e.position));
+        Ok(next)
+    }
+
+    /// Handles for a background fsync of the segment and its index.
+    pub fn sync_handles(&self) -> Result<(File, File), LogError> {
+        let file = self
+            .file
+            .try_clone()
+            .map_err(|e| LogError::io("cloning segment handle", &self.path, e))?;
+        Ok((file, self.index.try_clone_file()?))
+    }
+
+    /// Deletes the segment's files. The caller has already removed it from the log.
+    pub fn delete(self) -> Result<(), LogError> {
+        let index_path = self.index.path().to_path_buf();
+        drop(self.map);
+        std::fs::remove_file(&self.path)
+            .map_err(|e| LogError::io("deleting segment", &self.path, e))?;
+        match std::fs::remove_file(&index_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(LogError::io("deleting index", &index_path, e))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The partition leader epoch rill stamps on every stored batch. rill is its partitions' only
+/// leader, so the epoch never changes; stamping a known value lets reads detect damage to
+/// the four header bytes the CRC does not cover.
+pub const LEADER_EPOCH: i32 = 0;
+
+/// Checks a stored batch: CRC over attributes..end, plus the leader epoch outside it.
+pub fn verify_stored(batch: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = record_batch::verify(batch)?;
+    if header.partition_leader_epoch != LEADER_EPOCH {
+        return Err(BatchError::Malformed(format!(
+            "partition leader epoch {} is not rill's {LEADER_EPOCH}",
+            header.partition_leader_epoch
+        )));
+    }
+    Ok(header)
+}
+
+/// Stamps the fields outside the CRC that the log owns: base offset and leader epoch.
+pub fn stamp(batch: &mut [u8], base_offset: Offset) {
+    record_batch::stamp_base_offset(batch, base_offset);
+    batch[12..16].copy_from_slice(&LEADER_EPOCH.to_be_bytes());
+}
+
+/// Maps `[0, len)` of `file` read-only; `None` for an empty range (a zero-length map is an
+/// error on Linux).
+fn map_file(file: &File, path: &Path, len: u64) -> Result<Option<Mmap>, LogError> {
+    if len == 0 {
+        return Ok(None);
+    }
+    // SAFETY: the map is only read below the committed length, which this process never
+    // shrinks while the map lives (truncation drops the map first), and no other process
+    // writes the data dir (it is locked). Bytes read are still CRC-checked before serving.
+    let map = unsafe { memmap2::MmapOptions::new().len(len as usize).map(file) }
+        .map_err(|e| LogError::io("mapping segment", path, e))?;
+    Ok(Some(map))
+}

@@ -1,0 +1,353 @@
+//! [`StatusActor`]: the state of asynchronous produce requests, from `pending` to a final
+//! `completed`, `failed` or `timeout`, kept for `ttl` after it finishes.
+//!
+//! Expiry follows mini-redis's shape: beside the map, a `BTreeSet<(Instant, RequestId)>` orders
+//! finished requests by when they expire, and a scheduled `Sweep` message pops the expired
+//! front. The number of unfinished requests is bounded by `max_pending`: registering one more
+//! is refused (the HTTP layer answers 429), so a flood of async requests cannot grow memory.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant, SystemTime};
+
+use actix::prelude::*;
+use serde::Serialize;
+
+use crate::types::{Offset, PartitionId, TopicName};
+
+/// A request id: a ULID-shaped random token (unguessable, unlike a timestamp).
+pub type RequestId = String;
+
+/// Life cycle of an async request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestStatus {
+    Pending,
+    Processing,
+    Completed,
+    Failed,
+    Timeout,
+}
+
+impl RequestStatus {
+    pub fn is_finished(self) -> bool {
+        !matches!(self, RequestStatus::Pending | RequestStatus::Processing)
+    }
+}
+
+/// The result for one input record, in input order: where it landed or why it did not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RecordResult {
+    pub partition: Option<PartitionId>,
+    pub offset: Offset,
+    pub timestamp: Option<i64>,
+    pub error_code: Option<String>,
+    pub error: Option<String>,
+}
+
+impl RecordResult {
+    pub fn ok(partition: PartitionId, offset: Offset, timestamp: i64) -> Self {
+        Self {
+            partition: Some(partition),
+            offset,
+            timestamp: Some(timestamp),
+            error_code: None,
+            error: None,
+        }
+    }
+
+    pub fn failed(partition: Option<PartitionId>, code: &str, message: String) -> Self {
+        Self {
+            partition,
+            offset: -1,
+            timestamp: None,
+            error_code: Some(code.to_string()),
+            error: Some(message),
+        }
+    }
+}
+
+/// Everything the status endpoint shows about one request.
+#[derive(Clone, Debug, Serialize)]
+pub struct RequestState {
+    pub request_id: RequestId,
+    pub topic: TopicName,
+    pub status: RequestStatus,
+    #[serde(serialize_with = "serialize_time")]
+    pub created_at: SystemTime,
+    #[serde(serialize_with = "serialize_time")]
+    pub updated_at: SystemTime,
+    pub record_count: usize,
+    pub offsets: Vec<RecordResult>,
+    pub error: Option<String>,
+}
+
+fn serialize_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime_rfc3339_millis(*t))
+}
+
+/// RFC 3339 in UTC with milliseconds, e.g. `2026-11-29T01:02:03.456Z`.
+fn humantime_rfc3339_millis(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Register a new async request; refused when `max_pending` unfinished requests exist.
+#[derive(Message)]
+#[rtype(result = "Result<(), StatusFull>")]
+pub struct Register {
+    pub request_id: RequestId,
+    pub topic: TopicName,
+    pub record_count: usize,
+}
+
+/// The status actor is at `max_pending` unfinished requests.
+#[derive(Debug, thiserror::Error)]
+#[error("{pending} async requests are pending (max_pending)")]
+pub struct StatusFull {
+    pub pending: usize,
+}
+
+/// Move a request to `processing`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct MarkProcessing {
+    pub request_id: RequestId,
+}
+
+/// Record a request's final state.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Finish {
+    pub request_id: RequestId,
+    pub status: RequestStatus,
+    pub offsets: Vec<RecordResult>,
+    pub error: Option<String>,
+}
+
+/// Look a request up.
+#[derive(Message)]
+#[rtype(result = "Option<RequestState>")]
+pub struct GetStatus {
+    pub request_id: RequestId,
+}
+
+/// Counts for metrics and readiness.
+#[derive(Message)]
+#[rtype(result = "StatusCounts")]
+pub struct GetCounts;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatusCounts {
+    pub unfinished: usize,
+    pub finished: usize,
+}
+
+/// Drop finished requests whose TTL passed. Scheduled every `cleanup_interval`.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Sweep;
+
+pub struct StatusActor {
+    requests: HashMap<RequestId, RequestState>,
+    expirations: BTreeSet<(Instant, RequestId)>,
+    unfinished: usize,
+    ttl: Duration,
+    cleanup_interval: Duration,
+    max_pending: usize,
+}
+
+impl StatusActor {
+    pub fn new(ttl: Duration, cleanup_interval: Duration, max_pending: usize) -> Self {
+        Self {
+            requests: HashMap::new(),
+            expirations: BTreeSet::new(),
+            unfinished: 0,
+            ttl,
+            cleanup_interval,
+            max_pending,
+        }
+    }
+
+    pub fn register(&mut self, msg: Register) -> Result<(), StatusFull> {
+        if self.unfinished >= self.max_pending {
+            return Err(StatusFull {
+                pending: self.unfinished,
+            });
+        }
+        let now = SystemTime::now();
+        self.unfinished += 1;
+        self.requests.insert(
+            msg.request_id.clone(),
+            RequestState {
+                request_id: msg.request_id,
+                topic: msg.topic,
+                status: RequestStatus::Pending,
+                created_at: now,
+                updated_at: now,
+                record_count: msg.record_count,
+                offsets: Vec::new(),
+                error: None,
+            },
+        );
+        Ok(())
+    }
+
+    pub fn finish(&mut self, msg: Finish, now: Instant) {
+        let Some(state) = self.requests.get_mut(&msg.request_id) else {
+            return;
+        };
+        if state.status.is_finished() {
+            return;
+        }
+        self.unfinished -= 1;
+        state.status = msg.status;
+        state.offsets = msg.offsets;
+        state.error = msg.error;
+        state.updated_at = SystemTime::now();
+        self.expirations.insert((now + self.ttl, msg.request_id));
+    }
+
+    /// Removes finished requests that expired at or before `now`.
+    pub fn sweep(&mut self, now: Instant) -> usize {
+        let mut removed = 0;
+        while let Some((when, _)) = self.expirations.first() {
+            if *when > now {
+                break;
+            }
+            let (_, id) = self.expirations.pop_first().expect("first exists");
+            self.requests.remove(&id);
+            removed += 1;
+        }
+        removed
+    }
+
+    pub fn counts(&self) -> StatusCounts {
+        StatusCounts {
+            unfinished: self.unfinished,
+            finished: self.requests.len() - self.unfinished,
+        }
+    }
+}
+
+impl Actor for StatusActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(4096);
+        ctx.run_interval(self.cleanup_interval, |_, ctx| ctx.notify(Sweep));
+    }
+}
+
+impl Handler<Register> for StatusActor {
+    type Result = Result<(), StatusFull>;
+    fn handle(&mut self, msg: Register, _: &mut Self::Context) -> Self::Result {
+        self.register(msg)
+    }
+}
+
+impl Handler<MarkProcessing> for StatusActor {
+    type Result = ();
+    fn handle(&mut self, msg: MarkProcessing, _: &mut Self::Context) {
+        if let Some(state) = self.requests.get_mut(&msg.request_id) {
+            if state.status == RequestStatus::Pending {
+                state.status = RequestStatus::Processing;
+                state.updated_at = SystemTime::now();
+            }
+        }
+    }
+}
+
+impl Handler<Finish> for StatusActor {
+    type Result = ();
+    fn handle(&mut self, msg: Finish, _: &mut Self::Context) {
+        self.finish(msg, Instant::now());
+    }
+}
+
+impl Handler<GetStatus> for StatusActor {
+    type Result = Option<RequestState>;
+    fn handle(&mut self, msg: GetStatus, _: &mut Self::Context) -> Self::Result {
+        self.requests.get(&msg.request_id).cloned()
+    }
+}
+
+impl Handler<GetCounts> for StatusActor {
+    type Result = MessageResult<GetCounts>;
+    fn handle(&mut self, _: GetCounts, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.counts())
+    }
+}
+
+impl Handler<Sweep> for StatusActor {
+    type Result = usize;
+    fn handle(&mut self, _: Sweep, _: &mut Self::Context) -> usize {
+        self.sweep(Instant::now())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn register(actor: &mut StatusActor, id: &str) -> Result<(), StatusFull> {
+        actor.register(Register {
+            request_id: id.into(),
+            topic: TopicName::new("t").unwrap(),
+            record_count: 1,
+        })
+    }
+
+    fn finish(actor: &mut StatusActor, id: &str, now: Instant) {
+        actor.finish(
+            Finish {
+                request_id: id.into(),
+                status: RequestStatus::Completed,
+                offsets: vec![RecordResult::ok(0, 5, 1)],
+                error: None,
+            },
+            now,
+        );
+    }
+
+    #[test]
+    fn max_pending_bounds_unfinished_requests_only() {
+        let mut actor = StatusActor::new(Duration::from_secs(10), Duration::from_secs(1), 2);
+        register(&mut actor, "a").unwrap();
+        register(&mut actor, "b").unwrap();
+        assert!(register(&mut actor, "c").is_err());
+        finish(&mut actor, "a", Instant::now());
+        register(&mut actor, "c").unwrap();
+        assert_eq!(
+            actor.counts(),
+            StatusCounts {
+                unfinished: 2,
+                finished: 1
+            }
+        );
+    }
+
+    #[test]
+    fn finished_requests_expire_after_the_ttl_and_not_before() {
+        let mut actor = StatusActor::new(Duration::from_secs(10), Duration::from_secs(1), 10);
+        let t0 = Instant::now();
+        register(&mut actor, "a").unwrap();
+        register(&mut actor, "b").unwrap();
+        finish(&mut actor, "a", t0);
+        assert_eq!(actor.sweep(t0 + Duration::from_secs(9)), 0);
+        assert_eq!(actor.sweep(t0 + Duration::from_secs(10)), 1);
+        assert!(!actor.requests.contains_key("a"));
+        assert!(
+            actor.requests.contains_key("b"),
+            "unfinished requests never expire"
+        );
+    }
+
+    #[test]
+    fn timestamps_render_as_rfc3339_utc_millis() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_914_123_456);
+        assert_eq!(humantime_rfc3339_millis(t), "2026-11-29T01:02:03.456Z");
+        assert_eq!(
+            humantime_rfc3339_millis(SystemTime::UNIX_EPOCH),
+            "1970-01-01T00:00:00.000Z"
+        );
+    }
+}

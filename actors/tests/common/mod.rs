@@ -1,0 +1,74 @@
+//! Helpers shared by the log's integration tests: building batches and reading a whole log
+//! back as records.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use rill_actors::compression::Compression;
+use rill_actors::log::PartitionLog;
+use rill_actors::record_batch::{self, BatchBuilder, Record};
+use rill_actors::types::{FlushPolicy, LogConfig};
+
+/// A log config small enough that tests roll and index often.
+pub fn small_config(segment_bytes: u64) -> LogConfig {
+    LogConfig {
+        segment_bytes,
+        index_interval_bytes: 256,
+        flush: FlushPolicy::Always,
+        retention_ms: None,
+        retention_bytes: None,
+    }
+}
+
+/// One batch of `count` records whose values encode `(tag, i)` so every record is unique.
+pub fn batch(tag: u64, count: usize, value_len: usize, compression: Compression) -> Vec<u8> {
+    let mut builder = BatchBuilder::new(compression);
+    for i in 0..count {
+        let key = format!("k{tag}-{i}");
+        let value = record_value(tag, i, value_len);
+        builder.push(
+            1_700_000_000_000 + i as i64,
+            Some(key.as_bytes()),
+            Some(&value),
+            &[],
+        );
+    }
+    builder.finish().expect("batch encodes").bytes
+}
+
+pub fn record_value(tag: u64, i: usize, value_len: usize) -> Vec<u8> {
+    let mut value = format!("v{tag}-{i}:").into_bytes();
+    value.resize(value_len.max(value.len()), b'x');
+    value
+}
+
+/// Every record from `from` to the end of the log, decoded and CRC-checked.
+pub fn read_all(log: &mut PartitionLog, from: i64) -> Vec<Record> {
+    let mut records = Vec::new();
+    let mut offset = from;
+    loop {
+        let bytes = log.read(offset, 64 * 1024).expect("read succeeds");
+        if bytes.is_empty() {
+            return records;
+        }
+        for batch in record_batch::batches(&bytes) {
+            let (_, batch) = batch.expect("whole batch");
+            for record in record_batch::decode_batch(batch).expect("batch decodes") {
+                if record.offset >= offset {
+                    records.push(record);
+                }
+            }
+        }
+        offset = records.last().map_or(offset, |r| r.offset + 1);
+    }
+}
+
+pub fn segment_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    files.sort();
+    files
+}

@@ -1,0 +1,84 @@
+//! A full disk is an error returned to the appender — never a SIGBUS, never a half-written
+//! batch — and once space is freed, appends succeed again without reopening anything.
+//!
+//! Needs root to mount a small tmpfs (CI runs as root); the test fails loudly otherwise.
+
+mod common;
+
+use std::process::Command;
+
+use common::{batch, read_all, small_config};
+use rill_actors::compression::Compression;
+use rill_actors::error::LogError;
+use rill_actors::log::PartitionLog;
+
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Self {
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("mount runs");
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root (CI runs .ci/run as root)"
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn disk_full_is_an_error_and_appends_resume_after_space_is_freed() {
+    let dir = tempfile::tempdir().unwrap();
+    let _tmpfs = Tmpfs::mount(dir.path(), "512k");
+    let filler = dir.path().join("filler");
+    std::fs::write(&filler, vec![7u8; 300 * 1024]).unwrap();
+
+    let path = dir.path().join("full-0");
+    let config = small_config(16 << 20);
+    let mut log = PartitionLog::open(&path, config.clone()).unwrap();
+    let mut acked = 0i64;
+    let mut full_errors = 0;
+    for tag in 0..10_000 {
+        match log.append(&mut batch(tag, 10, 100, Compression::None)) {
+            Ok(ack) => {
+                assert_eq!(ack.base_offset, acked);
+                acked += 10;
+            }
+            Err(LogError::DiskFull { .. }) => {
+                full_errors += 1;
+                if full_errors > 3 {
+                    break;
+                }
+            }
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+    assert!(full_errors > 0, "the disk never filled");
+    assert!(acked > 0);
+    assert_eq!(
+        log.end_offset(),
+        acked,
+        "failed appends left no offsets behind"
+    );
+    assert_eq!(read_all(&mut log, 0).len() as i64, acked);
+
+    std::fs::remove_file(&filler).unwrap();
+    let ack = log
+        .append(&mut batch(1 << 40, 10, 100, Compression::None))
+        .expect("append succeeds once space is free");
+    assert_eq!(ack.base_offset, acked);
+    drop(log);
+
+    let mut log = PartitionLog::open(&path, config).unwrap();
+    assert_eq!(log.end_offset(), acked + 10);
+    assert_eq!(read_all(&mut log, 0).len() as i64, acked + 10);
+}

@@ -1,0 +1,1465 @@
+//! broker.toml and the command line: the one place that knows every setting, its default and its
+//! bounds.
+//!
+//! `rill --config broker.toml` reads the file, applies `--bind` / `--data-dir` on top, then
+//! [`Config::validate`] checks everything at once, so an operator fixes every mistake in one
+//! round instead of one per restart. Parsing and checking are separate steps:
+//!
+//! - parsing (serde + toml) rejects what cannot even be represented — syntax errors, unknown
+//!   keys (every section is `deny_unknown_fields`: a misspelt key is an error, never a silently
+//!   ignored setting), wrong types — and names the key path, file, line and column;
+//! - [`Config::validate`] rejects values out of bounds or contradicting each other and reports
+//!   each as `key.path: what is wrong`.
+//!
+//! Defaults live in the `Default` impls and nowhere else; broker.toml in the repo root shows
+//! and comments every key.
+//!
+//! API key secrets come from the file, an environment variable or a key file; they are never
+//! printed: the types holding them have `Debug` impls that redact.
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::ToSocketAddrs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use rill_actors::compression::Compression;
+use rill_actors::types::{FlushPolicy, LogConfig, TopicConfig, TopicName, TopicNameError};
+use serde::Deserialize;
+
+/// Smallest segment size accepted: below this every append would roll a segment.
+pub const MIN_SEGMENT_BYTES: u64 = 1024;
+/// Largest segment size: index entries hold 32-bit file positions, as in Kafka.
+pub const MAX_SEGMENT_BYTES: u64 = i32::MAX as u64;
+/// Most partitions one topic may have: each is an actor with open files.
+pub const MAX_PARTITIONS: u32 = 10_000;
+/// Smallest `max_request_bytes`: a body must at least hold a small produce request.
+pub const MIN_REQUEST_BYTES: usize = 1024;
+
+/// The command line. Flags override the file.
+#[derive(Clone, Debug, PartialEq, Eq, Parser)]
+#[command(
+    name = "rill",
+    version,
+    about = "A message broker whose front door is an HTTP Producer API"
+)]
+pub struct Cli {
+    /// The broker configuration file.
+    #[arg(long, value_name = "FILE", default_value = "broker.toml")]
+    pub config: PathBuf,
+    /// Listen on ADDR (host:port) instead of `[server] bind`.
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<String>,
+    /// Keep topic data in DIR instead of `[storage] data_dir`.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read: missing, unreadable, or not UTF-8.
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not TOML, or holds a key rill does not know, or a value of the wrong type.
+    /// `message` names the key path and the line.
+    #[error("{origin}: {message}")]
+    Parse { origin: String, message: String },
+    /// The file parsed, but values are out of bounds or contradict each other (or name an
+    /// environment variable or key file that is missing). Holds every problem found.
+    #[error("{origin}: {} problem{}:\n  {}", problems.len(), if problems.len() == 1 { "" } else { "s" },
+        problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Invalid {
+        origin: String,
+        problems: Vec<Problem>,
+    },
+}
+
+/// One thing wrong with one key, e.g. `storage.segment_bytes: must be at least 1024, got 10`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted path of the key, with `[i]` for array entries: `topics[1].name`.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Collects problems so that validation goes on past the first one.
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn into_result(self, origin: &str) -> Result<(), ConfigError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid {
+                origin: origin.to_owned(),
+                problems: self.0,
+            })
+        }
+    }
+}
+
+/// The whole of broker.toml.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub producer: ProducerConfig,
+    /// The `[async]` section (`async` is a Rust keyword).
+    #[serde(rename = "async")]
+    pub async_requests: AsyncConfig,
+    pub auth: AuthConfig,
+    /// Topics created at start (if missing) with these settings.
+    pub topics: Vec<TopicEntry>,
+    pub backend: BackendConfig,
+    /// The file this came from, for messages; `None` when built in code.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+/// `[server]`: the HTTP front door.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// `host:port` to listen on. Default `127.0.0.1:8080` (loopback only).
+    pub bind: String,
+    /// Largest request body; a bigger one is refused with 413 before it is buffered.
+    /// Default 64 MiB; at least [`MIN_REQUEST_BYTES`].
+    pub max_request_bytes: usize,
+    /// actix-web worker threads; default (unset) one per CPU. At least 1.
+    pub workers: Option<usize>,
+    /// Most open connections per worker; more wait in the accept backlog. Default 25000.
+    pub max_connections: usize,
+    /// How long an idle keep-alive connection stays open. Default 30 s; 0 disables keep-alive.
+    pub keep_alive_secs: u64,
+    /// How long a client may take to send a request's headers before it is answered 408 and
+    /// closed (slow clients must not hold connections). Default 5000 ms; at least 1.
+    pub client_request_timeout_ms: u64,
+    /// On SIGTERM, how long in-flight requests may take to finish before connections are
+    /// closed. Default 10 s.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".to_owned(),
+            max_request_bytes: 64 * 1024 * 1024,
+            workers: None,
+            max_connections: 25_000,
+            keep_alive_secs: 30,
+            client_request_timeout_ms: 5000,
+            shutdown_timeout_secs: 10,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The worker count to start: the configured one, else one per CPU.
+    pub fn workers(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+    }
+
+    fn check(&self, problems: &mut Problems) {
+        match self.bind.to_socket_addrs() {
+            Ok(mut addrs) => {
+                if addrs.next().is_none() {
+                    problems.push(
+                        "server.bind",
+                        format!("\"{}\" resolves to no address", self.bind),
+                    );
+                }
+            }
+            Err(e) => problems.push(
+                "server.bind",
+                format!("\"{}\" is not a socket address (host:port): {e}", self.bind),
+            ),
+        }
+        if self.max_request_bytes < MIN_REQUEST_BYTES {
+            problems.push(
+                "server.max_request_bytes",
+                format!(
+                    "must be at least {MIN_REQUEST_BYTES}, got {}",
+                    self.max_request_bytes
+                ),
+            );
+        }
+        if self.workers == Some(0) {
+            problems.push(
+                "server.workers",
+                "must be at least 1 (or unset: one per CPU)",
+            );
+        }
+        if self.max_connections == 0 {
+            problems.push("server.max_connections", "must be at least 1");
+        }
+        if self.client_request_timeout_ms == 0 {
+            problems.push("server.client_request_timeout_ms", "must be at least 1");
+        }
+    }
+}
+
+/// When a partition forces appended bytes to disk, as written in broker.toml.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlushMode {
+    /// fsync before acknowledging (group commit). Nothing acknowledged is lost on power loss.
+    #[default]
+    Always,
+    /// fsync every `flush_interval_ms`; a power loss may lose that window of acknowledged data.
+    Interval,
+    /// Leave it to the kernel; a power loss may lose whatever it had not written back.
+    Os,
+}
+
+impl FlushMode {
+    fn policy(self, interval_ms: u64) -> FlushPolicy {
+        match self {
+            FlushMode::Always => FlushPolicy::Always,
+            FlushMode::Interval => FlushPolicy::Interval { interval_ms },
+            FlushMode::Os => FlushPolicy::Os,
+        }
+    }
+}
+
+/// `[storage]`: where logs live and how they are laid out; also the defaults every topic
+/// inherits.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Root of all topic directories. Default `./data`.
+    pub data_dir: PathBuf,
+    /// A segment rolls at this size. Default 1 GiB;
+    /// [`MIN_SEGMENT_BYTES`]..=[`MAX_SEGMENT_BYTES`].
+    pub segment_bytes: u64,
+    /// Default `always`.
+    pub flush: FlushMode,
+    /// Period of `flush = "interval"`. Default 1000; at least 1.
+    pub flush_interval_ms: u64,
+    /// One sparse index entry per this many bytes of batches. Default 4096.
+    pub index_interval_bytes: u32,
+    /// How often each partition deletes segments past retention. Default 300000 (5 min);
+    /// at least 1.
+    pub retention_check_interval_ms: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        let log = LogConfig::default();
+        Self {
+            data_dir: PathBuf::from("./data"),
+            segment_bytes: log.segment_bytes,
+            flush: FlushMode::Always,
+            flush_interval_ms: 1000,
+            index_interval_bytes: log.index_interval_bytes,
+            retention_check_interval_ms: 300_000,
+        }
+    }
+}
+
+impl StorageConfig {
+    fn check(&self, problems: &mut Problems) {
+        if self.data_dir.as_os_str().is_empty() {
+            problems.push("storage.data_dir", "must not be empty");
+        }
+        check_segment_bytes("storage.segment_bytes", self.segment_bytes, problems);
+        if self.flush_interval_ms == 0 {
+            problems.push("storage.flush_interval_ms", "must be at least 1");
+        }
+        if self.retention_check_interval_ms == 0 {
+            problems.push("storage.retention_check_interval_ms", "must be at least 1");
+        }
+    }
+}
+
+fn check_segment_bytes(key: &str, value: u64, problems: &mut Problems) {
+    if value < MIN_SEGMENT_BYTES {
+        problems.push(
+            key,
+            format!("must be at least {MIN_SEGMENT_BYTES}, got {value}"),
+        );
+    } else if value > MAX_SEGMENT_BYTES {
+        problems.push(
+            key,
+            format!(
+                "must be at most {MAX_SEGMENT_BYTES} (index positions are 32-bit), got {value}"
+            ),
+        );
+    }
+}
+
+/// `[producer]`: limits on produce requests.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProducerConfig {
+    /// Deadline of a request that names no `timeout_ms`. Default 30000; at least 1.
+    pub request_timeout_ms: u64,
+    /// Budget of request bytes being processed at once; a request that would exceed it gets
+    /// 429. Default 256 MiB; at least `server.max_request_bytes`.
+    pub max_inflight_bytes: u64,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        Self {
+            request_timeout_ms: 30_000,
+            max_inflight_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+impl ProducerConfig {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    fn check(&self, server: &ServerConfig, problems: &mut Problems) {
+        if self.request_timeout_ms == 0 {
+            problems.push("producer.request_timeout_ms", "must be at least 1");
+        }
+        // A smaller budget than the largest request would turn every large request into a 429
+        // that no retry can ever get through.
+        if self.max_inflight_bytes < server.max_request_bytes as u64 {
+            problems.push(
+                "producer.max_inflight_bytes",
+                format!(
+                    "must be at least server.max_request_bytes ({}), got {}",
+                    server.max_request_bytes, self.max_inflight_bytes
+                ),
+            );
+        }
+    }
+}
+
+/// `[async]`: requests answered with 202 and tracked by the status actor.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AsyncConfig {
+    /// How long a finished request's status is kept. Default 1800; at least 1.
+    pub status_ttl_secs: u64,
+    /// How often expired statuses are swept. Default 300; at least 1.
+    pub cleanup_interval_secs: u64,
+    /// Most async requests not yet finished; beyond it, 429. Default 10000; at least 1.
+    pub max_pending: usize,
+}
+
+impl Default for AsyncConfig {
+    fn default() -> Self {
+        Self {
+            status_ttl_secs: 1800,
+            cleanup_interval_secs: 300,
+            max_pending: 10_000,
+        }
+    }
+}
+
+impl AsyncConfig {
+    pub fn status_ttl(&self) -> Duration {
+        Duration::from_secs(self.status_ttl_secs)
+    }
+
+    pub fn cleanup_interval(&self) -> Duration {
+        Duration::from_secs(self.cleanup_interval_secs)
+    }
+
+    fn check(&self, problems: &mut Problems) {
+        if self.status_ttl_secs == 0 {
+            problems.push("async.status_ttl_secs", "must be at least 1");
+        }
+        if self.cleanup_interval_secs == 0 {
+            problems.push("async.cleanup_interval_secs", "must be at least 1");
+        }
+        if self.max_pending == 0 {
+            problems.push("async.max_pending", "must be at least 1");
+        }
+    }
+}
+
+/// `[auth]`: API keys for `/api/*`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Default false: every request is allowed.
+    pub enabled: bool,
+    pub api_keys: Vec<ApiKeyEntry>,
+}
+
+/// One `api_keys` entry as written: where the secret comes from and what it may reach.
+/// Exactly one of `key`, `key_env`, `key_file` is set.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiKeyEntry {
+    /// The secret itself, inline.
+    pub key: Option<String>,
+    /// Name of an environment variable holding the secret.
+    pub key_env: Option<String>,
+    /// A file holding the secret (surrounding whitespace, e.g. a final newline, is trimmed).
+    pub key_file: Option<PathBuf>,
+    /// Topic names or prefixes ending in `*`; empty means every topic.
+    pub topics: Vec<String>,
+}
+
+impl fmt::Debug for ApiKeyEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeyEntry")
+            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .field("key_env", &self.key_env)
+            .field("key_file", &self.key_file)
+            .field("topics", &self.topics)
+            .finish()
+    }
+}
+
+/// A usable API key: the secret and the topics it may produce to and read.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub secret: String,
+    pub scope: TopicScope,
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKey")
+            .field("secret", &"<redacted>")
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+/// The topics one key may reach. No patterns means every topic.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TopicScope {
+    patterns: Vec<TopicPattern>,
+}
+
+/// One `topics` entry of an API key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TopicPattern {
+    /// Exactly this topic.
+    Exact(TopicName),
+    /// Every topic whose name starts with this (written `prefix*`; `*` alone is every topic).
+    Prefix(String),
+}
+
+impl TopicPattern {
+    pub fn parse(pattern: &str) -> Result<Self, String> {
+        if !pattern.contains('*') {
+            return TopicName::new(pattern)
+                .map(TopicPattern::Exact)
+                .map_err(|e| format!("\"{pattern}\" is not a topic name: {e}"));
+        }
+        match pattern.strip_suffix('*') {
+            Some(prefix) if !prefix.contains('*') => {
+                let valid = prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+                if valid {
+                    Ok(TopicPattern::Prefix(prefix.to_owned()))
+                } else {
+                    Err(format!(
+                        "\"{pattern}\" is neither a topic name nor a prefix of one followed by a single final '*'"
+                    ))
+                }
+            }
+            _ => Err(format!(
+                "\"{pattern}\" is neither a topic name nor a prefix of one followed by a single final '*'"
+            )),
+        }
+    }
+
+    pub fn matches(&self, topic: &str) -> bool {
+        match self {
+            TopicPattern::Exact(name) => name.as_str() == topic,
+            TopicPattern::Prefix(prefix) => topic.starts_with(prefix.as_str()),
+        }
+    }
+}
+
+impl TopicScope {
+    /// Every topic.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    pub fn new(patterns: Vec<TopicPattern>) -> Self {
+        Self { patterns }
+    }
+
+    /// Whether a key with this scope may reach `topic`.
+    pub fn allows(&self, topic: &str) -> bool {
+        self.patterns.is_empty() || self.patterns.iter().any(|p| p.matches(topic))
+    }
+}
+
+impl AuthConfig {
+    /// Resolves every entry (reading environment variables and key files only when auth is
+    /// enabled) and records what is wrong. Returns the keys that resolved.
+    fn resolve(&self, problems: &mut Problems) -> Vec<ApiKey> {
+        if self.enabled && self.api_keys.is_empty() {
+            problems.push(
+                "auth.api_keys",
+                "auth is enabled but no keys are configured: every request would be refused",
+            );
+        }
+        let mut keys = Vec::with_capacity(self.api_keys.len());
+        // Secret -> index of the entry that defined it first, to catch one secret with two
+        // scopes (which one would win is not obvious).
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        let mut secrets = Vec::with_capacity(self.api_keys.len());
+        for (i, entry) in self.api_keys.iter().enumerate() {
+            let at = format!("auth.api_keys[{i}]");
+            let mut patterns = Vec::with_capacity(entry.topics.len());
+            for (j, pattern) in entry.topics.iter().enumerate() {
+                match TopicPattern::parse(pattern) {
+                    Ok(p) => patterns.push(p),
+                    Err(e) => problems.push(format!("{at}.topics[{j}]"), e),
+                }
+            }
+            let secret = entry.secret(&at, self.enabled, problems);
+            secrets.push(secret.map(|s| (s, TopicScope::new(patterns))));
+        }
+        for (i, resolved) in secrets.iter().enumerate() {
+            if let Some((secret, _)) = resolved {
+                match seen.entry(secret.as_str()) {
+                    Entry::Occupied(first) => problems.push(
+                        format!("auth.api_keys[{i}]"),
+                        format!("same key as auth.api_keys[{}]", first.get()),
+                    ),
+                    Entry::Vacant(slot) => {
+                        slot.insert(i);
+                    }
+                }
+            }
+        }
+        for (secret, scope) in secrets.into_iter().flatten() {
+            keys.push(ApiKey { secret, scope });
+        }
+        keys
+    }
+}
+
+impl ApiKeyEntry {
+    /// The secret, if the entry names exactly one source and (when `resolve`) that source
+    /// yields a non-empty secret.
+    fn secret(&self, at: &str, resolve: bool, problems: &mut Problems) -> Option<String> {
+        let sources = [
+            self.key.is_some(),
+            self.key_env.is_some(),
+            self.key_file.is_some(),
+        ];
+        if sources.iter().filter(|set| **set).count() != 1 {
+            problems.push(at, "exactly one of key, key_env, key_file must be set");
+            return None;
+        }
+        if let Some(key) = &self.key {
+            if key.is_empty() {
+                problems.push(format!("{at}.key"), "must not be empty");
+                return None;
+            }
+            return Some(key.clone());
+        }
+        if let Some(var) = &self.key_env {
+            if var.is_empty() {
+                problems.push(format!("{at}.key_env"), "must name an environment variable");
+                return None;
+            }
+            if !resolve {
+                return None;
+            }
+            return match std::env::var(var) {
+                Ok(secret) if secret.is_empty() => {
+                    problems.push(
+                        format!("{at}.key_env"),
+                        format!("environment variable {var} is empty"),
+                    );
+                    None
+                }
+                Ok(secret) => Some(secret),
+                Err(std::env::VarError::NotPresent) => {
+                    problems.push(
+                        format!("{at}.key_env"),
+                        format!("environment variable {var} is not set"),
+                    );
+                    None
+                }
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    problems.push(
+                        format!("{at}.key_env"),
+                        format!("environment variable {var} is not valid UTF-8"),
+                    );
+                    None
+                }
+            };
+        }
+        if let Some(path) = &self.key_file {
+            if !resolve {
+                return None;
+            }
+            return match std::fs::read_to_string(path) {
+                Ok(text) if text.trim().is_empty() => {
+                    problems.push(
+                        format!("{at}.key_file"),
+                        format!("{} is empty", path.display()),
+                    );
+                    None
+                }
+                Ok(text) => Some(text.trim().to_owned()),
+                Err(e) => {
+                    problems.push(
+                        format!("{at}.key_file"),
+                        format!("cannot read {}: {e}", path.display()),
+                    );
+                    None
+                }
+            };
+        }
+        None
+    }
+}
+
+/// One `[[topics]]` entry: a topic created at start if it does not exist yet. Unset optional
+/// settings inherit `[storage]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TopicEntry {
+    /// Required: 1..=249 of `[A-Za-z0-9._-]`, not `.` or `..`.
+    pub name: String,
+    /// Default 1; 1..=[`MAX_PARTITIONS`]. Fixed once the topic exists.
+    pub partitions: u32,
+    /// Codec for requests that name none. Default `none`.
+    pub compression: Compression,
+    /// Delete segments older than this; -1 keeps forever. Default 604800000 (7 days).
+    pub retention_ms: i64,
+    /// Delete oldest segments while the partition is larger; -1: no limit. Default -1.
+    pub retention_bytes: i64,
+    /// Overrides `storage.segment_bytes`.
+    pub segment_bytes: Option<u64>,
+    /// Overrides `storage.flush`.
+    pub flush: Option<FlushMode>,
+    /// Overrides `storage.flush_interval_ms`.
+    pub flush_interval_ms: Option<u64>,
+}
+
+impl Default for TopicEntry {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            partitions: 1,
+            compression: Compression::None,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            segment_bytes: None,
+            flush: None,
+            flush_interval_ms: None,
+        }
+    }
+}
+
+impl TopicEntry {
+    /// The topic this entry describes, its unset settings taken from `storage`.
+    pub fn to_topic(
+        &self,
+        storage: &StorageConfig,
+    ) -> Result<(TopicName, TopicConfig), TopicNameError> {
+        let name = TopicName::new(self.name.as_str())?;
+        let flush = self.flush.unwrap_or(storage.flush);
+        let interval_ms = self.flush_interval_ms.unwrap_or(storage.flush_interval_ms);
+        let config = TopicConfig {
+            partitions: self.partitions,
+            compression: self.compression,
+            log: LogConfig {
+                segment_bytes: self.segment_bytes.unwrap_or(storage.segment_bytes),
+                index_interval_bytes: storage.index_interval_bytes,
+                flush: flush.policy(interval_ms),
+                // Negative means "no limit"; validate() allows only -1 there.
+                retention_ms: (self.retention_ms >= 0).then_some(self.retention_ms),
+                retention_bytes: u64::try_from(self.retention_bytes).ok(),
+            },
+        };
+        Ok((name, config))
+    }
+
+    fn check(&self, i: usize, storage: &StorageConfig, problems: &mut Problems) {
+        let at = format!("topics[{i}]");
+        if self.name.is_empty() {
+            problems.push(
+                format!("{at}.name"),
+                "missing: every [[topics]] entry needs a name",
+            );
+        } else if let Err(e) = TopicName::new(self.name.as_str()) {
+            problems.push(
+                format!("{at}.name"),
+                format!("\"{}\" is invalid: {e}", self.name),
+            );
+        }
+        if !(1..=MAX_PARTITIONS).contains(&self.partitions) {
+            problems.push(
+                format!("{at}.partitions"),
+                format!("must be 1..={MAX_PARTITIONS}, got {}", self.partitions),
+            );
+        }
+        if self.retention_ms != -1 && self.retention_ms < 1 {
+            problems.push(
+                format!("{at}.retention_ms"),
+                format!(
+                    "must be -1 (keep forever) or positive, got {}",
+                    self.retention_ms
+                ),
+            );
+        }
+        if self.retention_bytes != -1 && self.retention_bytes < 1 {
+            problems.push(
+                format!("{at}.retention_bytes"),
+                format!(
+                    "must be -1 (no limit) or positive, got {}",
+                    self.retention_bytes
+                ),
+            );
+        }
+        if let Some(bytes) = self.segment_bytes {
+            check_segment_bytes(&format!("{at}.segment_bytes"), bytes, problems);
+        }
+        if let Some(interval) = self.flush_interval_ms {
+            if interval == 0 {
+                problems.push(format!("{at}.flush_interval_ms"), "must be at least 1");
+            } else if self.flush.unwrap_or(storage.flush) != FlushMode::Interval {
+                problems.push(
+                    format!("{at}.flush_interval_ms"),
+                    "is only used with flush = \"interval\" (set on the topic or in [storage])",
+                );
+            }
+        }
+    }
+}
+
+/// Where appends go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// rill's own on-disk logs.
+    #[default]
+    Local,
+    /// An Apache Kafka cluster; rill is then a stateless gateway.
+    Kafka,
+}
+
+/// `[backend]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackendConfig {
+    /// Default `local`.
+    pub kind: BackendKind,
+    /// `host:port,…` of the Kafka cluster (kind = "kafka" only).
+    pub bootstrap_servers: Option<String>,
+}
+
+impl BackendConfig {
+    fn check(&self, problems: &mut Problems) {
+        if self.kind == BackendKind::Kafka {
+            problems.push(
+                "backend.kind",
+                "backend kind \"kafka\" is not available in this build yet",
+            );
+        }
+    }
+}
+
+impl Config {
+    /// Parses broker.toml text. `origin` (usually the file name) starts every message. Does
+    /// not validate: see [`Config::validate`].
+    pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|err| {
+            ConfigError::Parse {
+                origin: origin.to_owned(),
+                message: describe_parse_error(text, &err),
+            }
+        })
+    }
+
+    /// Applies the command-line overrides.
+    pub fn apply_cli(&mut self, cli: &Cli) {
+        if let Some(bind) = &cli.bind {
+            self.server.bind.clone_from(bind);
+        }
+        if let Some(dir) = &cli.data_dir {
+            self.storage.data_dir.clone_from(dir);
+        }
+    }
+
+    /// Checks every bound and cross-key rule, and that API key sources resolve; reports all
+    /// problems at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Problems::default();
+        self.server.check(&mut problems);
+        self.storage.check(&mut problems);
+        self.producer.check(&self.server, &mut problems);
+        self.async_requests.check(&mut problems);
+        self.auth.resolve(&mut problems);
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        for (i, topic) in self.topics.iter().enumerate() {
+            topic.check(i, &self.storage, &mut problems);
+            if topic.name.is_empty() {
+                continue;
+            }
+            if let Some(first) = names.get(topic.name.as_str()) {
+                problems.push(
+                    format!("topics[{i}].name"),
+                    format!("\"{}\" is already defined by topics[{first}]", topic.name),
+                );
+            } else {
+                names.insert(topic.name.as_str(), i);
+            }
+        }
+        self.backend.check(&mut problems);
+        problems.into_result(&self.origin())
+    }
+
+    /// The topics to create at start, from `[[topics]]`.
+    pub fn configured_topics(&self) -> Result<Vec<(TopicName, TopicConfig)>, ConfigError> {
+        let mut problems = Problems::default();
+        let mut topics = Vec::with_capacity(self.topics.len());
+        for (i, entry) in self.topics.iter().enumerate() {
+            match entry.to_topic(&self.storage) {
+                Ok(topic) => topics.push(topic),
+                Err(e) => problems.push(format!("topics[{i}].name"), e.to_string()),
+            }
+        }
+        problems.into_result(&self.origin()).map(|()| topics)
+    }
+
+    /// The config of a topic created at run time (`POST /api/topics` without settings):
+    /// `[storage]` defaults, one partition, no compression, the default retention.
+    pub fn default_topic_config(&self) -> TopicConfig {
+        let defaults = TopicEntry::default();
+        let log = LogConfig {
+            segment_bytes: self.storage.segment_bytes,
+            index_interval_bytes: self.storage.index_interval_bytes,
+            flush: self.storage.flush.policy(self.storage.flush_interval_ms),
+            retention_ms: Some(defaults.retention_ms),
+            retention_bytes: None,
+        };
+        TopicConfig {
+            partitions: defaults.partitions,
+            compression: defaults.compression,
+            log,
+        }
+    }
+
+    /// The API keys, secrets read from the environment and key files. Empty when auth is
+    /// disabled.
+    pub fn api_keys(&self) -> Result<Vec<ApiKey>, ConfigError> {
+        if !self.auth.enabled {
+            return Ok(Vec::new());
+        }
+        let mut problems = Problems::default();
+        let keys = self.auth.resolve(&mut problems);
+        problems.into_result(&self.origin()).map(|()| keys)
+    }
+
+    fn origin(&self) -> String {
+        match &self.source {
+            Some(path) => path.display().to_string(),
+            None => "configuration".to_owned(),
+        }
+    }
+}
+
+/// Reads the file named on the command line, applies the flags and validates.
+pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
+    let mut config = load_file(&cli.config)?;
+    config.apply_cli(cli);
+    config.validate()?;
+    Ok(config)
+}
+
+fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut config = Config::from_toml(&text, &path.display().to_string())?;
+    config.source = Some(path.to_owned());
+    Ok(config)
+}
+
+/// Turns a toml/serde error into one line naming the key: ``unknown field `x` in [storage],
+/// expected … (line 5, column 1)`` or ``topics[1].partitions: invalid value … (line 9, column
+/// 14)``.
+fn describe_parse_error(text: &str, err: &serde_path_to_error::Error<toml::de::Error>) -> String {
+    let inner = err.inner();
+    // toml's messages may span lines ("invalid table header\nexpected ..."); keep one line.
+    let message = inner
+        .message()
+        .trim_end()
+        .replace('\n', ", ")
+        .replace(", , ", ", ");
+    let segments: Vec<String> = err
+        .path()
+        .iter()
+        .filter_map(|segment| match segment {
+            serde_path_to_error::Segment::Map { key } => Some(format!(".{key}")),
+            serde_path_to_error::Segment::Seq { index } => Some(format!("[{index}]")),
+            serde_path_to_error::Segment::Enum { variant } => Some(format!(".{variant}")),
+            serde_path_to_error::Segment::Unknown => None,
+        })
+        .collect();
+    let join = |segments: &[String]| segments.concat().trim_start_matches('.').to_owned();
+    let described = if let Some(rest) = message.strip_prefix("unknown field `") {
+        // The path ends with the unknown key itself; name the table that holds it.
+        let table = match segments.split_last() {
+            Some((_, parent)) if !parent.is_empty() => {
+                let parent = join(parent);
+                if parent.contains('[') {
+                    parent
+                } else {
+                    format!("[{parent}]")
+                }
+            }
+            _ => "the top level".to_owned(),
+        };
+        match rest.split_once('`') {
+            Some((field, expected)) => format!("unknown field `{field}` in {table}{expected}"),
+            None => message.clone(),
+        }
+    } else if segments.is_empty() {
+        message
+    } else {
+        format!("{}: {message}", join(&segments))
+    };
+    match inner.span() {
+        Some(span) => {
+            let (line, column) = line_and_column(text, span.start);
+            format!("{described} (line {line}, column {column})")
+        }
+        None => described,
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Config {
+        match Config::from_toml(text, "broker.toml") {
+            Ok(config) => config,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn parse_error(text: &str) -> String {
+        match Config::from_toml(text, "broker.toml") {
+            Ok(config) => panic!("parsed: {config:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn problems(config: &Config) -> Vec<String> {
+        match config.validate() {
+            Ok(()) => Vec::new(),
+            Err(ConfigError::Invalid { problems, .. }) => {
+                problems.iter().map(ToString::to_string).collect()
+            }
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_documented_defaults() {
+        let config = parse("");
+        assert_eq!(config, Config::default());
+        assert_eq!(config.server.bind, "127.0.0.1:8080");
+        assert_eq!(config.server.max_request_bytes, 67_108_864);
+        assert_eq!(config.server.workers, None);
+        assert!(config.server.workers() >= 1);
+        assert_eq!(config.storage.data_dir, PathBuf::from("./data"));
+        assert_eq!(config.storage.segment_bytes, 1_073_741_824);
+        assert_eq!(config.storage.flush, FlushMode::Always);
+        assert_eq!(config.storage.flush_interval_ms, 1000);
+        assert_eq!(config.storage.index_interval_bytes, 4096);
+        assert_eq!(config.producer.request_timeout_ms, 30_000);
+        assert_eq!(config.producer.request_timeout(), Duration::from_secs(30));
+        assert_eq!(config.producer.max_inflight_bytes, 268_435_456);
+        assert_eq!(config.async_requests.status_ttl_secs, 1800);
+        assert_eq!(config.async_requests.cleanup_interval_secs, 300);
+        assert_eq!(config.async_requests.max_pending, 10_000);
+        assert!(!config.auth.enabled);
+        assert!(config.auth.api_keys.is_empty());
+        assert!(config.topics.is_empty());
+        assert_eq!(config.backend.kind, BackendKind::Local);
+        assert_eq!(config.validate().ok(), Some(()));
+    }
+
+    #[test]
+    fn every_key_can_be_set() {
+        let config = parse(
+            r#"
+            [server]
+            bind = "0.0.0.0:9090"
+            max_request_bytes = 2048
+            workers = 3
+            [storage]
+            data_dir = "/var/lib/rill"
+            segment_bytes = 4096
+            flush = "interval"
+            flush_interval_ms = 250
+            index_interval_bytes = 512
+            [producer]
+            request_timeout_ms = 5000
+            max_inflight_bytes = 4096
+            [async]
+            status_ttl_secs = 60
+            cleanup_interval_secs = 10
+            max_pending = 5
+            [auth]
+            enabled = true
+            api_keys = [{ key = "s3cret", topics = ["orders", "logs-*"] }]
+            [[topics]]
+            name = "orders"
+            partitions = 3
+            compression = "zstd"
+            retention_ms = -1
+            retention_bytes = 1000000
+            segment_bytes = 8192
+            flush = "os"
+            [[topics]]
+            name = "audit"
+            flush = "interval"
+            flush_interval_ms = 10
+            [backend]
+            kind = "local"
+            bootstrap_servers = "k1:9092"
+            "#,
+        );
+        assert_eq!(config.server.bind, "0.0.0.0:9090");
+        assert_eq!(config.server.max_request_bytes, 2048);
+        assert_eq!(config.server.workers(), 3);
+        assert_eq!(config.storage.data_dir, PathBuf::from("/var/lib/rill"));
+        assert_eq!(config.storage.segment_bytes, 4096);
+        assert_eq!(config.storage.flush, FlushMode::Interval);
+        assert_eq!(config.storage.flush_interval_ms, 250);
+        assert_eq!(config.storage.index_interval_bytes, 512);
+        assert_eq!(config.producer.request_timeout_ms, 5000);
+        assert_eq!(config.producer.max_inflight_bytes, 4096);
+        assert_eq!(config.async_requests.status_ttl(), Duration::from_secs(60));
+        assert_eq!(
+            config.async_requests.cleanup_interval(),
+            Duration::from_secs(10)
+        );
+        assert_eq!(config.async_requests.max_pending, 5);
+        assert!(config.auth.enabled);
+        assert_eq!(config.backend.bootstrap_servers.as_deref(), Some("k1:9092"));
+        assert_eq!(problems(&config), Vec::<String>::new());
+
+        let topics = config.configured_topics().expect("valid topics");
+        let (name, orders) = &topics[0];
+        assert_eq!(name.as_str(), "orders");
+        assert_eq!(orders.partitions, 3);
+        assert_eq!(orders.compression, Compression::Zstd);
+        assert_eq!(orders.log.segment_bytes, 8192);
+        assert_eq!(orders.log.index_interval_bytes, 512);
+        assert_eq!(orders.log.flush, FlushPolicy::Os);
+        assert_eq!(orders.log.retention_ms, None);
+        assert_eq!(orders.log.retention_bytes, Some(1_000_000));
+        let (_, audit) = &topics[1];
+        assert_eq!(audit.partitions, 1);
+        assert_eq!(audit.compression, Compression::None);
+        assert_eq!(audit.log.segment_bytes, 4096);
+        assert_eq!(audit.log.flush, FlushPolicy::Interval { interval_ms: 10 });
+        assert_eq!(audit.log.retention_ms, Some(604_800_000));
+        assert_eq!(audit.log.retention_bytes, None);
+
+        let keys = config.api_keys().expect("keys resolve");
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].secret, "s3cret");
+        assert!(keys[0].scope.allows("orders"));
+        assert!(keys[0].scope.allows("logs-web"));
+        assert!(!keys[0].scope.allows("payments"));
+    }
+
+    #[test]
+    fn topics_inherit_storage_defaults() {
+        let config = parse(
+            "[storage]\nflush = \"interval\"\nflush_interval_ms = 50\n[[topics]]\nname = \"t\"\n",
+        );
+        let topics = config.configured_topics().expect("valid");
+        assert_eq!(
+            topics[0].1.log.flush,
+            FlushPolicy::Interval { interval_ms: 50 }
+        );
+        assert_eq!(topics[0].1.log.segment_bytes, 1 << 30);
+    }
+
+    #[test]
+    fn runtime_topics_get_storage_defaults_and_one_partition() {
+        let config = parse("[storage]\nsegment_bytes = 2048\nflush = \"os\"\n");
+        let topic = config.default_topic_config();
+        assert_eq!(topic.partitions, 1);
+        assert_eq!(topic.compression, Compression::None);
+        assert_eq!(topic.log.segment_bytes, 2048);
+        assert_eq!(topic.log.flush, FlushPolicy::Os);
+        assert_eq!(topic.log.retention_ms, Some(604_800_000));
+        assert_eq!(topic.log.retention_bytes, None);
+        assert_eq!(
+            Config::default().default_topic_config(),
+            TopicConfig::default()
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_table_and_line() {
+        let message =
+            parse_error("[server]\nbind = \"127.0.0.1:1\"\n\n[storage]\nsegmnet_bytes = 1\n");
+        assert!(
+            message
+                .starts_with("broker.toml: unknown field `segmnet_bytes` in [storage], expected"),
+            "{message}"
+        );
+        assert!(message.contains("`segment_bytes`"), "{message}");
+        assert!(message.ends_with("(line 5, column 1)"), "{message}");
+
+        let message =
+            parse_error("[[topics]]\nname = \"a\"\n[[topics]]\nname = \"b\"\nparitions = 2\n");
+        assert!(
+            message.contains("unknown field `paritions` in topics[1]"),
+            "{message}"
+        );
+        let message = parse_error("[auth]\napi_keys = [{ key = \"k\", topic = [] }]\n");
+        assert!(
+            message.contains("unknown field `topic` in auth.api_keys[0]"),
+            "{message}"
+        );
+        let message = parse_error("verbose = true\n");
+        assert!(
+            message.contains("unknown field `verbose` in the top level"),
+            "{message}"
+        );
+        let message = parse_error("[logging]\n");
+        assert!(message.contains("unknown field `logging`"), "{message}");
+    }
+
+    #[test]
+    fn a_wrong_type_or_value_names_the_key_path() {
+        let message =
+            parse_error("[[topics]]\nname = \"a\"\n[[topics]]\nname = \"b\"\npartitions = -1\n");
+        assert!(
+            message.starts_with("broker.toml: topics[1].partitions: invalid value"),
+            "{message}"
+        );
+        let message = parse_error("[storage]\nflush = \"sometimes\"\n");
+        assert!(
+            message.contains("storage.flush: unknown variant `sometimes`"),
+            "{message}"
+        );
+        let message = parse_error("[[topics]]\nname = \"a\"\ncompression = \"lz5\"\n");
+        assert!(
+            message.contains("topics[0].compression: unknown variant `lz5`"),
+            "{message}"
+        );
+        let message = parse_error("[storage\n");
+        assert!(
+            message.starts_with("broker.toml: invalid table header"),
+            "{message}"
+        );
+        assert!(!message.contains('\n'), "{message}");
+    }
+
+    #[test]
+    fn validate_reports_every_problem_at_once() {
+        let config = parse(
+            r#"
+            [server]
+            bind = "not an address"
+            max_request_bytes = 10
+            workers = 0
+            [storage]
+            segment_bytes = 100
+            flush_interval_ms = 0
+            [producer]
+            request_timeout_ms = 0
+            [async]
+            status_ttl_secs = 0
+            cleanup_interval_secs = 0
+            max_pending = 0
+            [auth]
+            enabled = true
+            api_keys = [{ key = "a", key_env = "B" }, { topics = ["a*b"] }]
+            [[topics]]
+            name = "ok"
+            [[topics]]
+            name = "bad/name"
+            partitions = 0
+            retention_ms = -5
+            retention_bytes = 0
+            segment_bytes = 4294967296
+            flush_interval_ms = 5
+            [[topics]]
+            name = "ok"
+            [[topics]]
+            partitions = 10001
+            [backend]
+            kind = "kafka"
+            "#,
+        );
+        let found = problems(&config);
+        let expected = [
+            "server.bind: \"not an address\" is not a socket address",
+            "server.max_request_bytes: must be at least 1024, got 10",
+            "server.workers: must be at least 1",
+            "storage.segment_bytes: must be at least 1024, got 100",
+            "storage.flush_interval_ms: must be at least 1",
+            "producer.request_timeout_ms: must be at least 1",
+            "async.status_ttl_secs: must be at least 1",
+            "async.cleanup_interval_secs: must be at least 1",
+            "async.max_pending: must be at least 1",
+            "auth.api_keys[0]: exactly one of key, key_env, key_file",
+            "auth.api_keys[1].topics[0]: \"a*b\" is neither a topic name nor a prefix",
+            "auth.api_keys[1]: exactly one of key, key_env, key_file",
+            "topics[1].name: \"bad/name\" is invalid",
+            "topics[1].partitions: must be 1..=10000, got 0",
+            "topics[1].retention_ms: must be -1 (keep forever) or positive, got -5",
+            "topics[1].retention_bytes: must be -1 (no limit) or positive, got 0",
+            "topics[1].segment_bytes: must be at most 2147483647",
+            "topics[1].flush_interval_ms: is only used with flush = \"interval\"",
+            "topics[2].name: \"ok\" is already defined by topics[0]",
+            "topics[3].name: missing",
+            "topics[3].partitions: must be 1..=10000, got 10001",
+            "backend.kind: backend kind \"kafka\" is not available in this build yet",
+        ];
+        for want in expected {
+            assert!(
+                found.iter().any(|p| p.starts_with(want)),
+                "missing {want:?} in {found:#?}"
+            );
+        }
+        assert_eq!(found.len(), expected.len(), "{found:#?}");
+        let message = config.validate().map_err(|e| e.to_string()).err();
+        let message = message.unwrap_or_default();
+        assert!(
+            message.starts_with(&format!(
+                "configuration: {} problems:\n  server.bind",
+                expected.len()
+            )),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn inflight_budget_must_hold_the_largest_request() {
+        let config =
+            parse("[server]\nmax_request_bytes = 4096\n[producer]\nmax_inflight_bytes = 4095\n");
+        assert_eq!(
+            problems(&config),
+            ["producer.max_inflight_bytes: must be at least server.max_request_bytes (4096), got 4095"]
+        );
+    }
+
+    #[test]
+    fn auth_enabled_without_keys_is_refused() {
+        let config = parse("[auth]\nenabled = true\n");
+        assert_eq!(
+            problems(&config),
+            ["auth.api_keys: auth is enabled but no keys are configured: every request would be refused"]
+        );
+    }
+
+    #[test]
+    fn key_env_resolves_from_the_environment() {
+        let var = "RILL_TEST_CONFIG_KEY_ENV_SET";
+        std::env::set_var(var, "from-env");
+        let config = parse(&format!(
+            "[auth]\nenabled = true\napi_keys = [{{ key_env = \"{var}\", topics = [\"orders\"] }}]\n"
+        ));
+        assert_eq!(problems(&config), Vec::<String>::new());
+        let keys = config.api_keys().expect("resolves");
+        assert_eq!(keys[0].secret, "from-env");
+        assert!(keys[0].scope.allows("orders"));
+        assert!(!keys[0].scope.allows("orders2"));
+    }
+
+    #[test]
+    fn an_unset_key_env_is_a_problem_only_when_auth_is_on() {
+        let var = "RILL_TEST_CONFIG_KEY_ENV_UNSET";
+        std::env::remove_var(var);
+        let text = format!("[auth]\nenabled = ENABLED\napi_keys = [{{ key_env = \"{var}\" }}]\n");
+        let on = parse(&text.replace("ENABLED", "true"));
+        assert_eq!(
+            problems(&on),
+            [format!(
+                "auth.api_keys[0].key_env: environment variable {var} is not set"
+            )]
+        );
+        assert!(on.api_keys().is_err());
+        let off = parse(&text.replace("ENABLED", "false"));
+        assert_eq!(problems(&off), Vec::<String>::new());
+        assert_eq!(off.api_keys().ok(), Some(Vec::new()));
+    }
+
+    #[test]
+    fn key_file_is_read_and_trimmed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ingest.key");
+        std::fs::write(&path, "file-secret\n").expect("write key");
+        let missing = dir.path().join("missing.key");
+        let config = parse(&format!(
+            "[auth]\nenabled = true\napi_keys = [{{ key_file = {:?} }}, {{ key_file = {:?} }}]\n",
+            path.display().to_string(),
+            missing.display().to_string()
+        ));
+        let found = problems(&config);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("auth.api_keys[1].key_file: cannot read"),
+            "{found:?}"
+        );
+        let mut problems = Problems::default();
+        let keys = config.auth.resolve(&mut problems);
+        assert_eq!(keys[0].secret, "file-secret");
+    }
+
+    #[test]
+    fn one_secret_with_two_scopes_is_refused() {
+        let config = parse(
+            "[auth]\nenabled = true\napi_keys = [{ key = \"k\", topics = [\"a\"] }, { key = \"k\", topics = [\"b\"] }]\n",
+        );
+        assert_eq!(
+            problems(&config),
+            ["auth.api_keys[1]: same key as auth.api_keys[0]"]
+        );
+    }
+
+    #[test]
+    fn scopes_match_exact_names_and_prefixes() {
+        let parse_all = |patterns: &[&str]| {
+            TopicScope::new(
+                patterns
+                    .iter()
+                    .map(|p| TopicPattern::parse(p).expect("valid pattern"))
+                    .collect(),
+            )
+        };
+        let scope = parse_all(&["orders", "logs-*"]);
+        assert!(scope.allows("orders"));
+        assert!(!scope.allows("orders-eu"));
+        assert!(!scope.allows("order"));
+        assert!(scope.allows("logs-"));
+        assert!(scope.allows("logs-web"));
+        assert!(!scope.allows("logs"));
+        assert!(parse_all(&["*"]).allows("anything"));
+        assert!(TopicScope::all().allows("anything"));
+        for bad in ["a*b", "**", "a/b*", "", "a b"] {
+            assert!(TopicPattern::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug_output() {
+        let config =
+            parse("[auth]\nenabled = true\napi_keys = [{ key = \"hunter2-very-secret\" }]\n");
+        let keys = config.api_keys().expect("resolves");
+        let printed = format!("{config:?} {keys:?} {:#?}", keys[0]);
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("<redacted>"), "{printed}");
+    }
+
+    #[test]
+    fn command_line_flags_override_the_file() {
+        let cli = Cli::try_parse_from(["rill"]).expect("no flags");
+        assert_eq!(cli.config, PathBuf::from("broker.toml"));
+        assert_eq!(cli.bind, None);
+
+        let cli = Cli::try_parse_from([
+            "rill",
+            "--config",
+            "other.toml",
+            "--bind",
+            "0.0.0.0:9000",
+            "--data-dir",
+            "/tmp/rill-data",
+        ])
+        .expect("flags parse");
+        assert_eq!(cli.config, PathBuf::from("other.toml"));
+        let mut config = parse("[server]\nbind = \"127.0.0.1:1\"\n[storage]\ndata_dir = \"x\"\n");
+        config.apply_cli(&cli);
+        assert_eq!(config.server.bind, "0.0.0.0:9000");
+        assert_eq!(config.storage.data_dir, PathBuf::from("/tmp/rill-data"));
+        assert!(Cli::try_parse_from(["rill", "--bogus"]).is_err());
+    }
+
+    #[test]
+    fn load_reads_applies_flags_and_validates() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("broker.toml");
+        std::fs::write(&path, "[storage]\nsegment_bytes = 10\n").expect("write");
+        let cli = Cli {
+            config: path.clone(),
+            bind: Some("nonsense".to_owned()),
+            data_dir: None,
+        };
+        let message = load(&cli).map(|_| ()).map_err(|e| e.to_string()).err();
+        let message = message.unwrap_or_default();
+        assert!(
+            message.starts_with(&format!("{}: 2 problems:", path.display())),
+            "{message}"
+        );
+        assert!(message.contains("server.bind"), "{message}");
+        assert!(message.contains("storage.segment_bytes"), "{message}");
+
+        let missing = Cli {
+            config: dir.path().join("nope.toml"),
+            bind: None,
+            data_dir: None,
+        };
+        let message = load(&missing).map(|_| ()).map_err(|e| e.to_string()).err();
+        assert!(
+            message
+                .unwrap_or_default()
+                .contains("nope.toml: cannot read"),
+            "missing file not reported"
+        );
+    }
+
+    #[test]
+    fn the_shipped_broker_toml_is_valid() {
+        let config = parse(include_str!("../broker.toml"));
+        assert_eq!(problems(&config), Vec::<String>::new());
+        let topics = config.configured_topics().expect("valid topics");
+        assert_eq!(topics.len(), 1);
+        assert_eq!(topics[0].0.as_str(), "orders");
+        assert_eq!(topics[0].1.partitions, 3);
+        assert_eq!(config.server.bind, "127.0.0.1:8080");
+        assert_eq!(config.storage.data_dir, PathBuf::from("./data"));
+    }
+}

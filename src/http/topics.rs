@@ -1,0 +1,197 @@
+//! Topic administration: list, create, describe, delete.
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use rill_actors::compression::Compression;
+use rill_actors::topics::Topic;
+use rill_actors::types::{FlushPolicy, TopicConfig, TopicName};
+use serde::{Deserialize, Serialize};
+
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::http::error::ApiError;
+
+#[derive(Serialize)]
+struct TopicSummary<'a> {
+    name: &'a str,
+    partitions: u32,
+}
+
+/// `GET /api/topics`: the topics this caller may use.
+pub async fn list(state: web::Data<AppState>, caller: Caller) -> HttpResponse {
+    let topics = state.registry.list();
+    let visible: Vec<TopicSummary> = topics
+        .iter()
+        .filter(|t| caller.allows(t.name.as_str()))
+        .map(|t| TopicSummary {
+            name: t.name.as_str(),
+            partitions: t.config.partitions,
+        })
+        .collect();
+    HttpResponse::Ok().json(serde_json::json!({ "topics": visible }))
+}
+
+/// A topic's settings as the API shows and accepts them (`-1` = unlimited, as in broker.toml).
+#[derive(Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TopicSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<Compression>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_bytes: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flush: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flush_interval_ms: Option<u64>,
+}
+
+impl TopicSettings {
+    fn of(config: &TopicConfig) -> Self {
+        let (flush, interval) = match config.log.flush {
+            FlushPolicy::Always => ("always", None),
+            FlushPolicy::Interval { interval_ms } => ("interval", Some(interval_ms)),
+            FlushPolicy::Os => ("os", None),
+        };
+        Self {
+            partitions: Some(config.partitions),
+            compression: Some(config.compression),
+            retention_ms: Some(config.log.retention_ms.unwrap_or(-1)),
+            retention_bytes: Some(config.log.retention_bytes.map_or(-1, |b| b as i64)),
+            segment_bytes: Some(config.log.segment_bytes),
+            flush: Some(flush.to_string()),
+            flush_interval_ms: interval,
+        }
+    }
+
+    /// Applies these settings over `base` (the broker's defaults), naming any bad field.
+    fn apply(self, mut base: TopicConfig) -> Result<TopicConfig, ApiError> {
+        let bad = |field: &str, why: &str| ApiError::InvalidRequest(format!("{field}: {why}"));
+        if let Some(p) = self.partitions {
+            base.partitions = p;
+        }
+        if let Some(c) = self.compression {
+            base.compression = c;
+        }
+        if let Some(ms) = self.retention_ms {
+            base.log.retention_ms = match ms {
+                -1 => None,
+                ms if ms > 0 => Some(ms),
+                _ => return Err(bad("config.retention_ms", "must be positive or -1")),
+            };
+        }
+        if let Some(bytes) = self.retention_bytes {
+            base.log.retention_bytes = match bytes {
+                -1 => None,
+                b if b > 0 => Some(b as u64),
+                _ => return Err(bad("config.retention_bytes", "must be positive or -1")),
+            };
+        }
+        if let Some(bytes) = self.segment_bytes {
+            base.log.segment_bytes = bytes;
+        }
+        let interval = self.flush_interval_ms.unwrap_or(1000);
+        if interval == 0 {
+            return Err(bad("config.flush_interval_ms", "must be positive"));
+        }
+        match self.flush.as_deref() {
+            None => {}
+            Some("always") => base.log.flush = FlushPolicy::Always,
+            Some("os") => base.log.flush = FlushPolicy::Os,
+            Some("interval") => {
+                base.log.flush = FlushPolicy::Interval {
+                    interval_ms: interval,
+                }
+            }
+            Some(_) => {
+                return Err(bad(
+                    "config.flush",
+                    "must be one of \"always\", \"interval\", \"os\"",
+                ))
+            }
+        }
+        Ok(base)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTopic {
+    name: String,
+    #[serde(default)]
+    partitions: Option<u32>,
+    #[serde(default)]
+    config: TopicSettings,
+}
+
+/// `POST /api/topics`.
+pub async fn create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: web::Json<CreateTopic>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let name = TopicName::new(body.name.clone())
+        .map_err(|e| ApiError::InvalidRequest(format!("name: {e}")))?;
+    caller.check(name.as_str())?;
+    let mut settings = body.config;
+    if body.partitions.is_some() {
+        settings.partitions = body.partitions;
+    }
+    let config = settings.apply(state.config.default_topic_config())?;
+    let topic = state.registry.create(name, config).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/api/topics/{}", topic.name)))
+        .json(describe_topic(&topic).await?))
+}
+
+async fn describe_topic(topic: &Topic) -> Result<serde_json::Value, ApiError> {
+    let stats = topic.stats().await?;
+    let partitions: Vec<_> = stats
+        .iter()
+        .enumerate()
+        .map(|(p, s)| {
+            serde_json::json!({
+                "partition": p,
+                "start_offset": s.start_offset,
+                "end_offset": s.end_offset,
+                "bytes": s.bytes,
+            })
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "name": topic.name,
+        "partitions": partitions,
+        "config": TopicSettings::of(&topic.config),
+    }))
+}
+
+/// `GET /api/topics/{topic}`.
+pub async fn describe(
+    state: web::Data<AppState>,
+    caller: Caller,
+    topic: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.check(&topic)?;
+    let topic = state
+        .registry
+        .get(&topic)
+        .ok_or_else(|| ApiError::TopicNotFound(topic.into_inner()))?;
+    Ok(HttpResponse::Ok().json(describe_topic(&topic).await?))
+}
+
+/// `DELETE /api/topics/{topic}`.
+pub async fn delete(
+    state: web::Data<AppState>,
+    caller: Caller,
+    topic: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.check(&topic)?;
+    state.registry.delete(&topic).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,365 @@
+//! The produce request: its JSON shape, and turning it into one compressed RecordBatch per
+//! partition plus a per-record result table.
+//!
+//! This is the CPU-heavy part of a produce (parsing, serializing keys and values, murmur2,
+//! building, compressing and checksumming batches). It runs on the HTTP worker that received
+//! the request, so it spreads over all workers; the partition actors only stamp offsets and
+//! copy bytes.
+//!
+//! The body is parsed borrowing from the request bytes: `json` values and plain `string`
+//! values go into the batch straight from the body, without an intermediate copy.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use base64::Engine;
+use rill_actors::compression::Compression;
+use rill_actors::messages::AppendAck;
+use rill_actors::producer::PartitionBatch;
+use rill_actors::record_batch::{BatchBuilder, RecordHeader};
+use rill_actors::status::RecordResult;
+use rill_actors::topics::Topic;
+use rill_actors::types::PartitionId;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::formats::{AvroSchemaCache, Format, RecordFormat};
+use crate::http::error::ApiError;
+use crate::partitioner::{partition_for_key, RoundRobin};
+
+/// `POST /api/topics/{topic}/produce` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProduceBody<'a> {
+    #[serde(default)]
+    pub key_format: Option<Format>,
+    #[serde(default)]
+    pub value_format: Option<Format>,
+    #[serde(default, borrow)]
+    pub key_schema: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub value_schema: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub key_schema_id: Option<i64>,
+    #[serde(default)]
+    pub value_schema_id: Option<i64>,
+    #[serde(borrow)]
+    pub records: Vec<RecordIn<'a>>,
+}
+
+/// One record of a produce body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordIn<'a> {
+    #[serde(default, borrow)]
+    pub key: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub value: Option<&'a RawValue>,
+    #[serde(default)]
+    pub partition: Option<i64>,
+    #[serde(default, borrow)]
+    pub headers: Vec<HeaderIn<'a>>,
+    #[serde(default)]
+    pub timestamp: Option<i64>,
+}
+
+/// A record header: a string key and a value that is a string, `{"base64": "…"}` or null.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderIn<'a> {
+    #[serde(borrow)]
+    pub key: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub value: Option<&'a RawValue>,
+}
+
+/// A header value in the request: text, or raw bytes given as base64.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum HeaderValueIn<'a> {
+    Text(#[serde(borrow)] Cow<'a, str>),
+    Bytes {
+        #[serde(borrow)]
+        base64: Cow<'a, str>,
+    },
+}
+
+/// Parses a produce body, telling syntax errors (`invalid_json`) from shape errors
+/// (`invalid_request`, with the path of the offending field).
+pub fn parse_body(bytes: &[u8]) -> Result<ProduceBody<'_>, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let body: ProduceBody = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::InvalidJson(format!("request body is not valid JSON: {inner}"))
+        } else if path == "." {
+            ApiError::InvalidRequest(format!("request body: {inner}"))
+        } else {
+            ApiError::InvalidRequest(format!("{path}: {inner}"))
+        }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::InvalidJson(format!("request body is not valid JSON: {e}")))?;
+    if body.records.is_empty() {
+        return Err(ApiError::InvalidRequest(
+            "records: must not be empty".into(),
+        ));
+    }
+    Ok(body)
+}
+
+/// A produce request turned into batches, waiting for its acknowledgements.
+pub struct PreparedProduce {
+    pub batches: Vec<PartitionBatch>,
+    /// For each batch, the input indices of its records in batch order.
+    members: Vec<Vec<u32>>,
+    /// One entry per input record; failed records are already filled in.
+    results: Vec<RecordResult>,
+    pub appended_records: usize,
+    pub batch_bytes: usize,
+}
+
+/// What one request asks of the formats and codec, resolved once.
+pub struct ProduceSettings {
+    pub key: RecordFormat,
+    pub value: RecordFormat,
+    pub compression: Compression,
+}
+
+impl ProduceSettings {
+    pub fn resolve<'a>(
+        body: &'a ProduceBody<'_>,
+        compression: Compression,
+        schemas: &AvroSchemaCache,
+    ) -> Result<Self, ApiError> {
+        if body.key_schema_id.is_some() || body.value_schema_id.is_some() {
+            return Err(ApiError::InvalidRequest(
+                "key_schema_id/value_schema_id: rill has no schema registry yet; send the schema \
+                 inline as key_schema/value_schema"
+                    .into(),
+            ));
+        }
+        // A schema sent with a non-avro format is ignored, as API.md's own example does.
+        let schema_for =
+            |format: Format, schema: Option<&'a str>| schema.filter(|_| format == Format::Avro);
+        let key_format = body.key_format.unwrap_or_default();
+        let value_format = body.value_format.unwrap_or_default();
+        let key = RecordFormat::new(
+            key_format,
+            schema_for(key_format, body.key_schema.as_deref()),
+            schemas,
+        )
+        .map_err(|e| ApiError::InvalidRequest(format!("key_format: {e}")))?;
+        let value = RecordFormat::new(
+            value_format,
+            schema_for(value_format, body.value_schema.as_deref()),
+            schemas,
+        )
+        .map_err(|e| ApiError::InvalidRequest(format!("value_format: {e}")))?;
+        Ok(Self {
+            key,
+            value,
+            compression,
+        })
+    }
+}
+
+/// Serializes every record, picks its partition and builds one batch per partition.
+/// Records that cannot be serialized or name a missing partition get an error result and
+/// stay out of the batches; the rest go on.
+pub fn prepare(
+    body: &ProduceBody<'_>,
+    settings: &ProduceSettings,
+    topic: &Topic,
+    round_robin: &RoundRobin,
+    now_ms: i64,
+) -> Result<PreparedProduce, ApiError> {
+    let partitions = topic.config.partitions;
+    let mut results: Vec<RecordResult> = Vec::with_capacity(body.records.len());
+    // partition -> index into `builders`
+    let mut slot_of: HashMap<PartitionId, usize> = HashMap::new();
+    let mut builders: Vec<(PartitionId, BatchBuilder)> = Vec::new();
+    let mut members: Vec<Vec<u32>> = Vec::new();
+    // Reused across records: bytes of keys/values that cannot be borrowed from the body.
+    let mut key_buf = Vec::new();
+    let mut value_buf = Vec::new();
+    let mut header_bufs: Vec<Vec<u8>> = Vec::new();
+    // Per header of the current record: which `header_bufs` entry holds its value.
+    let mut headers: Vec<Option<usize>> = Vec::new();
+
+    for (i, record) in body.records.iter().enumerate() {
+        key_buf.clear();
+        value_buf.clear();
+        let fail = |code: &str, message: String| RecordResult::failed(None, code, message);
+
+        let key = match record
+            .key
+            .map(|raw| settings.key.serialize(raw, &mut key_buf))
+        {
+            None => None,
+            Some(Ok(payload)) => Some(payload),
+            Some(Err(e)) => {
+                results.push(fail("invalid_key", format!("records[{i}].key: {e}")));
+                continue;
+            }
+        };
+        let value = match record
+            .value
+            .map(|raw| settings.value.serialize(raw, &mut value_buf))
+        {
+            None => None,
+            Some(Ok(payload)) => Some(payload),
+            Some(Err(e)) => {
+                results.push(fail("invalid_value", format!("records[{i}].value: {e}")));
+                continue;
+            }
+        };
+        if let Err(message) = parse_headers(i, &record.headers, &mut header_bufs, &mut headers) {
+            results.push(fail("invalid_header", message));
+            continue;
+        }
+        if let Some(ts) = record.timestamp {
+            if ts < 0 {
+                results.push(fail(
+                    "invalid_timestamp",
+                    format!("records[{i}].timestamp: must be milliseconds since the epoch, not negative"),
+                ));
+                continue;
+            }
+        }
+        let key_bytes = key.as_ref().and_then(|k| k.resolve(&key_buf));
+        let partition: PartitionId = match record.partition {
+            Some(p) if p < 0 || p >= i64::from(partitions) => {
+                results.push(RecordResult::failed(
+                    None,
+                    "partition_not_found",
+                    format!(
+                        "records[{i}].partition: partition {p} does not exist (topic {} has {partitions})",
+                        topic.name
+                    ),
+                ));
+                continue;
+            }
+            Some(p) => p as PartitionId,
+            None => match key_bytes {
+                Some(k) => partition_for_key(k, partitions) as PartitionId,
+                None => round_robin.next(partitions) as PartitionId,
+            },
+        };
+        let timestamp = record.timestamp.unwrap_or(now_ms);
+        let slot = *slot_of.entry(partition).or_insert_with(|| {
+            builders.push((partition, BatchBuilder::new(settings.compression)));
+            members.push(Vec::new());
+            builders.len() - 1
+        });
+        let record_headers: Vec<RecordHeader<'_>> = headers
+            .iter()
+            .zip(record.headers.iter())
+            .map(|(value, header)| RecordHeader {
+                key: header.key.as_ref(),
+                value: value.map(|n| header_bufs[n].as_slice()),
+            })
+            .collect();
+        let value_bytes = value.as_ref().and_then(|v| v.resolve(&value_buf));
+        builders[slot]
+            .1
+            .push(timestamp, key_bytes, value_bytes, &record_headers);
+        members[slot].push(i as u32);
+        // Placeholder until the partition answers.
+        results.push(RecordResult {
+            partition: Some(partition),
+            offset: -1,
+            timestamp: Some(timestamp),
+            error_code: None,
+            error: None,
+        });
+    }
+
+    let mut batches = Vec::with_capacity(builders.len());
+    let mut appended_records = 0;
+    let mut batch_bytes = 0;
+    for (partition, mut builder) in builders {
+        appended_records += builder.len();
+        let encoded = builder.finish().map_err(|e| {
+            ApiError::Internal(format!("building batch for partition {partition}: {e}"))
+        })?;
+        batch_bytes += encoded.bytes.len();
+        batches.push(PartitionBatch {
+            partition,
+            batch: encoded.bytes,
+        });
+    }
+    Ok(PreparedProduce {
+        batches,
+        members,
+        results,
+        appended_records,
+        batch_bytes,
+    })
+}
+
+fn parse_headers(
+    i: usize,
+    input: &[HeaderIn<'_>],
+    bufs: &mut Vec<Vec<u8>>,
+    out: &mut Vec<Option<usize>>,
+) -> Result<(), String> {
+    out.clear();
+    let mut used = 0;
+    for (j, header) in input.iter().enumerate() {
+        let Some(raw) = header.value else {
+            out.push(None);
+            continue;
+        };
+        let parsed: HeaderValueIn = serde_json::from_str(raw.get()).map_err(|_| {
+            format!("records[{i}].headers[{j}].value: expected a string, {{\"base64\": \"...\"}} or null")
+        })?;
+        if used == bufs.len() {
+            bufs.push(Vec::new());
+        }
+        let buf = &mut bufs[used];
+        buf.clear();
+        match parsed {
+            HeaderValueIn::Text(text) => buf.extend_from_slice(text.as_bytes()),
+            HeaderValueIn::Bytes { base64 } => {
+                base64::engine::general_purpose::STANDARD
+                    .decode_vec(base64.as_bytes(), buf)
+                    .map_err(|e| format!("records[{i}].headers[{j}].value: invalid base64: {e}"))?;
+            }
+        }
+        out.push(Some(used));
+        used += 1;
+    }
+    Ok(())
+}
+
+impl PreparedProduce {
+    /// Fills in the offsets from the partitions' answers (one per batch, same order). A
+    /// failed batch fails the whole request: nothing of it may look acknowledged.
+    pub fn complete(
+        mut self,
+        acks: Vec<Result<AppendAck, rill_actors::error::LogError>>,
+    ) -> Result<Vec<RecordResult>, ApiError> {
+        let mut failure = None;
+        for (members, ack) in self.members.iter().zip(acks) {
+            match ack {
+                Ok(ack) => {
+                    for (n, &i) in members.iter().enumerate() {
+                        self.results[i as usize].offset = ack.base_offset + n as i64;
+                    }
+                }
+                Err(e) => {
+                    // A full disk outranks other failures: it is the one the client can act on.
+                    if failure.is_none() || e.is_disk_full() {
+                        failure = Some(e);
+                    }
+                }
+            }
+        }
+        match failure {
+            Some(e) => Err(e.into()),
+            None => Ok(self.results),
+        }
+    }
+}
