@@ -51,6 +51,9 @@ call() {
       cp "$TMP/body" "$TMP/pretty"
     fi
     head -n "$max_lines" "$TMP/pretty"
+    if [[ -n $(tail -c 1 "$TMP/pretty") ]]; then
+      echo
+    fi
     if (($(wc -l <"$TMP/pretty") > max_lines)); then
       echo "... ($(wc -l <"$TMP/pretty") lines in all)"
     fi

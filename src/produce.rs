@@ -91,7 +91,10 @@ pub fn parse_body(bytes: &[u8]) -> Result<ProduceBody<'_>, ApiError> {
     let body: ProduceBody = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
+        // serde reports some shape errors (an array where an object belongs) as syntax; only
+        // a body that is not JSON at all is `invalid_json`. Checked on the error path only.
+        let is_json = serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
+        if !is_json {
             ApiError::InvalidJson(format!("request body is not valid JSON: {inner}"))
         } else if path == "." {
             ApiError::InvalidRequest(format!("request body: {inner}"))

@@ -58,7 +58,11 @@ fn every_acknowledged_record_survives_sigkill_and_restart() {
 
     let mut stored: HashMap<(u64, i64), String> = HashMap::new();
     for partition in 0..3u32 {
-        let (s, read) = broker.read("d", partition, "?limit=10000&value_format=string");
+        let (s, read) = broker.read(
+            "d",
+            partition,
+            "?limit=10000&key_format=string&value_format=string",
+        );
         assert_eq!(s, 200);
         for r in read["records"].as_array().unwrap() {
             stored.insert(

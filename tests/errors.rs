@@ -177,12 +177,24 @@ fn oversized_bodies_are_413_without_reading_them() {
 
 #[test]
 fn in_flight_byte_budget_answers_429_with_retry_after() {
-    let broker = spawn_broker("[producer]\nmax_inflight_bytes = 2048\n");
+    let broker = spawn_broker(
+        "[server]\nbind = \"127.0.0.1:0\"\nmax_request_bytes = 4096\n[producer]\nmax_inflight_bytes = 4096\n",
+    );
     broker.create_topic("t", 1);
-    let big = json!({"records": [{"value": "x".repeat(4000)}]});
+    // An upload still in progress holds 3000 bytes of the 4096-byte budget…
+    let addr = broker.url.trim_start_matches("http://");
+    let mut holder = TcpStream::connect(addr).unwrap();
+    holder
+        .write_all(b"POST /api/topics/t/produce HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 3000\r\n\r\n{")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // …so another 3000-byte request does not fit.
+    let body = format!("{{\"records\": [{{\"value\": \"{}\"}}]}}", "x".repeat(2960));
+    assert_eq!(body.len(), 2988);
     let res = broker
         .post("/api/topics/t/produce")
-        .json(&big)
+        .header("content-type", "application/json")
+        .body(body.clone())
         .send()
         .unwrap();
     assert_eq!(
@@ -193,8 +205,17 @@ fn in_flight_byte_budget_answers_429_with_retry_after() {
     );
     let (s, b) = status_json(res);
     assert_error(s, &b, 429, "too_many_requests");
-    let (s, _) = broker.produce("t", "", &json!({"records": [{"value": 1}]}));
-    assert_eq!(s, 200, "small requests still fit the budget");
+    drop(holder);
+    std::thread::sleep(Duration::from_millis(200));
+    let (s, b) = status_json(
+        broker
+            .post("/api/topics/t/produce")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(s, 200, "the budget is released with the request: {b}");
 }
 
 #[test]
@@ -272,7 +293,52 @@ fn disk_full_is_507_and_produce_recovers_when_space_is_freed() {
 }
 
 #[test]
-fn shutting_down_broker_answers_503_on_open_connections() {
+fn failed_flush_is_503_and_the_partition_refuses_writes_but_serves_reads() {
+    // libfiu makes every fdatasync fail with EIO (failinfo 5) — what a dying disk does.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("broker.toml");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &config,
+        common::config_text(&data, "[[topics]]\nname = \"t\"\npartitions = 1\n"),
+    )
+    .unwrap();
+    let broker = common::start_wrapped(
+        &[
+            "fiu-run",
+            "-x",
+            "-c",
+            "enable name=posix/io/sync/fdatasync,failinfo=5",
+        ],
+        &config,
+        &data,
+    );
+    let body = json!({"records": [{"value": 1}]});
+    let res = broker
+        .post("/api/topics/t/produce")
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(
+        res.headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap()),
+        Some("1")
+    );
+    let (s, b) = status_json(res);
+    assert_error(s, &b, 503, "unavailable");
+    assert!(
+        b["message"].as_str().unwrap().contains("fail-stopped"),
+        "{b}"
+    );
+    let (s, b) = broker.produce("t", "", &body);
+    assert_error(s, &b, 503, "unavailable");
+    let (s, _) = broker.read("t", 0, "");
+    assert_eq!(s, 200, "reads are still served");
+}
+
+#[test]
+fn shutting_down_broker_never_acknowledges_on_open_connections() {
     let mut broker = spawn_broker("");
     broker.create_topic("t", 1);
     // Hold the server in graceful shutdown with an upload that has not finished.

@@ -70,7 +70,7 @@ impl OffsetIndex {
     }
 
     fn load(&mut self, bytes: &[u8], segment_len: u64) -> Option<IndexProblem> {
-        if bytes.len() % INDEX_ENTRY_LEN != 0 {
+        if !bytes.len().is_multiple_of(INDEX_ENTRY_LEN) {
             return Some(IndexProblem::PartialEntry);
         }
         for (i, chunk) in bytes.chunks_exact(INDEX_ENTRY_LEN).enumerate() {

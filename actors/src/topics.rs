@@ -297,9 +297,8 @@ impl TopicRegistry {
         let topics = self.list();
         for topic in topics {
             for addr in &topic.partitions {
-                match addr.send(Shutdown).await {
-                    Ok(Err(e)) => log::error!("{}: final flush failed: {e}", topic.name),
-                    Ok(Ok(())) | Err(_) => {}
+                if let Ok(Err(e)) = addr.send(Shutdown).await {
+                    log::error!("{}: final flush failed: {e}", topic.name);
                 }
             }
         }

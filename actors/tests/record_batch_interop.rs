@@ -14,13 +14,17 @@
 //!
 //! Its headers are a map, so header keys are unique within a record here.
 
-use bytes::{Buf, Bytes, BytesMut};
+#[path = "support/kafka.rs"]
+mod kafka_support;
+
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression as KCompression, Record as KRecord, RecordBatchDecoder, RecordBatchEncoder,
     RecordCompression, RecordEncodeOptions, TimestampType,
 };
+use kafka_support::decode_with_kafka;
 use rill_actors::compression::Compression;
 use rill_actors::record_batch::{
     self, decode_batch, stamp_base_offset, verify, BatchBuilder, RecordHeader,
@@ -97,61 +101,6 @@ fn build_with_rill(codec: Compression, records: &[Sample]) -> Vec<u8> {
         builder.push(r.timestamp, r.key.as_deref(), r.value.as_deref(), &headers);
     }
     builder.finish().expect("finish").bytes
-}
-
-/// Undoes snappy-java's framing with nothing from rill: 8-byte magic, version and compatible
-/// version (both 1), then `[i32 BE length][raw snappy block]` until the end.
-fn xerial_unframe(mut data: &[u8]) -> Result<Vec<u8>, String> {
-    const HEADER: &[u8] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
-    if !data.starts_with(HEADER) {
-        return Err("snappy data from rill lacks the xerial header".into());
-    }
-    data = &data[HEADER.len()..];
-    let mut out = Vec::new();
-    while !data.is_empty() {
-        if data.len() < 4 {
-            return Err("truncated block length".into());
-        }
-        let len = data.get_i32() as usize;
-        if len > data.len() {
-            return Err("block past the end".into());
-        }
-        let block = snap::raw::Decoder::new()
-            .decompress_vec(&data[..len])
-            .map_err(|e| e.to_string())?;
-        if block.len() > 32 * 1024 {
-            return Err("xerial block larger than snappy-java's 32 KiB".into());
-        }
-        out.extend_from_slice(&block);
-        data = &data[len..];
-    }
-    Ok(out)
-}
-
-/// Decodes one batch with kafka-protocol: its own decompressors for gzip, lz4 and zstd,
-/// [`xerial_unframe`] for snappy.
-fn decode_with_kafka(batch: &[u8]) -> Vec<KRecord> {
-    use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Zstd};
-    let mut buf = Bytes::copy_from_slice(batch);
-    let set = RecordBatchDecoder::decode_with_custom_compression(
-        &mut buf,
-        Some(|section: &mut Bytes, codec: KCompression| match codec {
-            KCompression::None => Ok(std::mem::take(section)),
-            KCompression::Gzip => Gzip::decompress(section, |b: &mut Bytes| Ok(std::mem::take(b))),
-            KCompression::Lz4 => Lz4::decompress(section, |b: &mut Bytes| Ok(std::mem::take(b))),
-            KCompression::Zstd => Zstd::decompress(section, |b: &mut Bytes| Ok(std::mem::take(b))),
-            KCompression::Snappy => xerial_unframe(section)
-                .map(Bytes::from)
-                .map_err(|e| std::io::Error::other(e).into()),
-        }),
-    )
-    .expect("kafka-protocol decodes rill's batch");
-    assert_eq!(set.version, 2);
-    assert!(
-        !buf.has_remaining(),
-        "kafka-protocol consumed the whole batch"
-    );
-    set.records
 }
 
 fn assert_kafka_matches(records: &[KRecord], expected: &[Sample], base_offset: i64) {

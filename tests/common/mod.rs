@@ -47,7 +47,20 @@ pub fn config_text(data_dir: &Path, extra: &str) -> String {
 
 /// Starts the binary on an existing config (used to restart on the same data dir).
 pub fn start(config_path: &Path, data_dir: &Path) -> Broker {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rill"))
+    start_wrapped(&[], config_path, data_dir)
+}
+
+/// Starts the binary under a wrapper command, e.g. `fiu-run -x -c …` for fault injection.
+pub fn start_wrapped(wrapper: &[&str], config_path: &Path, data_dir: &Path) -> Broker {
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(env!("CARGO_BIN_EXE_rill"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_rill")),
+    };
+    let mut child = command
         .arg("--config")
         .arg(config_path)
         .arg("--data-dir")
