@@ -3,18 +3,18 @@
 # ceiling (sequential write + fdatasync of the same batch, one writer), measured in one run.
 # Each figure is the median of RUNS runs of SECONDS seconds. Writes bench/append-results.md.
 #
-#   bench/append.sh            # RUNS=3 SECONDS=2, data in a temp dir on the data disk
+#   bench/append.sh            # RUNS=3 BENCH_SECONDS=2, data in a temp dir on the data disk
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
-SECONDS_PER_RUN=${SECONDS:-2}
+SECONDS_PER_RUN=${BENCH_SECONDS:-2}
 DIR=$(mktemp -d "${BENCH_DIR:-$PWD/target}/append-bench.XXXXXX")
 trap 'rm -rf "$DIR"' EXIT
 cargo build --release -p rill-actors --bin rill-append-bench >/dev/null
 BIN=target/release/rill-append-bench
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-field() { tr ' ' '\n' | sed -n "s/^$1=//p"; }
+field() { tr " " "\n" | sed -n "s|^$1=||p"; }
 
 run() { # args… → "records/s MB/s" medians
   local recs=() mbs=()

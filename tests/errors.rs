@@ -339,7 +339,7 @@ fn failed_flush_is_503_and_the_partition_refuses_writes_but_serves_reads() {
 
 #[test]
 fn shutting_down_broker_never_acknowledges_on_open_connections() {
-    let mut broker = spawn_broker("");
+    let mut broker = spawn_broker("[server]\nbind = \"127.0.0.1:0\"\nshutdown_timeout_secs = 2\n");
     broker.create_topic("t", 1);
     // Hold the server in graceful shutdown with an upload that has not finished.
     let addr = broker.url.trim_start_matches("http://").to_string();

@@ -114,6 +114,14 @@ pub async fn produce(
     drop(parsed);
     drop(body);
 
+    // `timeout_ms` is a deadline for the whole request, parsing included.
+    let remaining = timeout.saturating_sub(arrived.elapsed());
+    if remaining.is_zero() {
+        return Err(ApiError::Timeout(format!(
+            "timeout_ms ({} ms) passed before the records were appended; nothing was appended",
+            timeout.as_millis()
+        )));
+    }
     if is_async {
         return accept_async(
             state,
@@ -121,13 +129,13 @@ pub async fn produce(
             topic,
             prepared,
             record_count,
-            timeout,
+            remaining,
             arrived,
         )
         .await;
     }
     let batches = std::mem::take(&mut prepared.batches);
-    let results = match tokio::time::timeout(timeout, append(&producer, &topic, batches)).await {
+    let results = match tokio::time::timeout(remaining, append(&producer, &topic, batches)).await {
         Err(_) => {
             return Err(ApiError::Timeout(format!(
                 "not acknowledged within timeout_ms ({} ms); the records may still be appended",
