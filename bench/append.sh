@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Raw appends through a PartitionActor (no HTTP), flush = "always", next to the disk's own
 # ceiling (sequential write + fdatasync of the same batch, one writer), measured in one run.
-# Each figure is the median of RUNS runs of SECONDS seconds. Writes bench/append-results.md.
+# Each figure is the median of RUNS runs of SECONDS seconds. Prints a markdown table (also written to bench/append-results.md, pasted into RESULTS.md).
 #
 #   bench/append.sh            # RUNS=3 BENCH_SECONDS=2, data in a temp dir on the data disk
 set -euo pipefail
