@@ -10,12 +10,12 @@ use std::time::Duration;
 use actix::prelude::*;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
-use rill_actors::producer::ProducerActor;
 use rill_actors::status::StatusActor;
 use rill_actors::topics::{BrokerOptions, TopicRegistry};
 use tokio::sync::Semaphore;
 
 use crate::auth::{require_api_key, Authenticator};
+use crate::backend::{Backend, LocalBackend};
 use crate::config::Config;
 use crate::formats::AvroSchemaCache;
 use crate::metrics::Metrics;
@@ -28,7 +28,7 @@ const AVRO_CACHE_MAX_TEXT: usize = 1 << 20;
 /// Everything handlers share. One per process; each worker also has its own producer actor.
 pub struct AppState {
     pub config: Config,
-    pub registry: Arc<TopicRegistry>,
+    pub backend: Backend,
     pub status: Addr<StatusActor>,
     pub metrics: Metrics,
     pub schemas: AvroSchemaCache,
@@ -80,7 +80,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         .max_inflight_bytes
         .min(Semaphore::MAX_PERMITS as u64) as usize;
     let state = web::Data::new(AppState {
-        registry: Arc::clone(&registry),
+        backend: Backend::Local(LocalBackend::new(Arc::clone(&registry))),
         status,
         metrics: Metrics::new(),
         schemas: AvroSchemaCache::new(AVRO_CACHE_ENTRIES, AVRO_CACHE_MAX_TEXT),
@@ -94,11 +94,8 @@ pub async fn run(config: Config) -> Result<(), String> {
     let server_config = &state.config.server;
     let app_state = state.clone();
     let server = HttpServer::new(move || {
-        // One producer actor per worker thread, on that worker's own event loop.
-        let producer = web::Data::new(ProducerActor.start());
         App::new()
             .app_data(app_state.clone())
-            .app_data(producer)
             .wrap(from_fn(require_api_key))
             .wrap(from_fn(crate::http::health::count_requests))
             .configure(crate::http::configure)
@@ -133,7 +130,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     });
     server.await.map_err(|e| format!("server: {e}"))?;
     log::info!("HTTP server stopped; flushing partitions");
-    registry.shutdown().await;
+    state.backend.shutdown().await;
     log::info!("shutdown complete");
     Ok(())
 }

@@ -7,6 +7,7 @@
 //!   `binary`, `avro`) and how stored bytes are rendered back for the read API.
 //! - [`partitioner`]: which partition a record goes to — Kafka's murmur2 for keyed records,
 //!   round-robin otherwise.
+//! - [`backend`]: the seam between HTTP and storage — the embedded log, or a Kafka cluster.
 //! - [`app`]: builds and runs the server (registry, actors, HTTP), and shuts it down in order.
 //! - [`http`]: one module per resource; [`http::error`] maps every failure to a status and
 //!   `error_code` in one place. [`auth`]: API keys and topic scopes. [`metrics`]: `/metrics`.
@@ -19,6 +20,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod backend;
 pub mod config;
 pub mod formats;
 pub mod http;

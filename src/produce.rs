@@ -14,15 +14,14 @@ use std::collections::HashMap;
 
 use base64::Engine;
 use rill_actors::compression::Compression;
-use rill_actors::messages::AppendAck;
 use rill_actors::producer::PartitionBatch;
 use rill_actors::record_batch::{BatchBuilder, RecordHeader};
 use rill_actors::status::RecordResult;
-use rill_actors::topics::Topic;
 use rill_actors::types::PartitionId;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::backend::{BackendError, BatchOutcome, TopicMeta};
 use crate::formats::{AvroSchemaCache, Format, RecordFormat};
 use crate::http::error::ApiError;
 use crate::partitioner::{partition_for_key, RoundRobin};
@@ -174,11 +173,11 @@ impl ProduceSettings {
 pub fn prepare(
     body: &ProduceBody<'_>,
     settings: &ProduceSettings,
-    topic: &Topic,
+    topic: &TopicMeta,
     round_robin: &RoundRobin,
     now_ms: i64,
 ) -> Result<PreparedProduce, ApiError> {
-    let partitions = topic.config.partitions;
+    let partitions = topic.partitions;
     let mut results: Vec<RecordResult> = Vec::with_capacity(body.records.len());
     // partition -> index into `builders`
     let mut slot_of: HashMap<PartitionId, usize> = HashMap::new();
@@ -339,17 +338,33 @@ fn parse_headers(
 
 impl PreparedProduce {
     /// Fills in the offsets from the partitions' answers (one per batch, same order). A
-    /// failed batch fails the whole request: nothing of it may look acknowledged.
+    /// batch that failed as a whole fails the request: nothing of it may look acknowledged.
+    /// Records a backend refused one by one get their own error entries.
     pub fn complete(
         mut self,
-        acks: Vec<Result<AppendAck, rill_actors::error::LogError>>,
+        outcomes: Vec<Result<BatchOutcome, BackendError>>,
     ) -> Result<Vec<RecordResult>, ApiError> {
-        let mut failure = None;
-        for (members, ack) in self.members.iter().zip(acks) {
-            match ack {
-                Ok(ack) => {
+        let mut failure: Option<BackendError> = None;
+        for (members, outcome) in self.members.iter().zip(outcomes) {
+            match outcome {
+                Ok(BatchOutcome::Appended { base_offset }) => {
                     for (n, &i) in members.iter().enumerate() {
-                        self.results[i as usize].offset = ack.base_offset + n as i64;
+                        self.results[i as usize].offset = base_offset + n as i64;
+                    }
+                }
+                Ok(BatchOutcome::PerRecord(offsets)) => {
+                    for (&i, offset) in members.iter().zip(offsets) {
+                        let result = &mut self.results[i as usize];
+                        match offset {
+                            Ok(offset) => result.offset = offset,
+                            Err(e) => {
+                                *result = RecordResult::failed(
+                                    result.partition,
+                                    e.record_error_code(),
+                                    format!("records[{i}]: {e}"),
+                                )
+                            }
+                        }
                     }
                 }
                 Err(e) => {

@@ -5,6 +5,8 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use rill_actors::error::{LogError, TopicError};
+
+use crate::backend::BackendError;
 use serde::Serialize;
 
 /// The JSON body of every error answer.
@@ -30,8 +32,8 @@ pub enum ApiError {
     Forbidden(String),
     #[error("topic {0} not found")]
     TopicNotFound(String),
-    #[error("partition {partition} of topic {topic} not found")]
-    PartitionNotFound { topic: String, partition: String },
+    #[error("{0}")]
+    PartitionNotFound(String),
     #[error("request {0} not found")]
     RequestNotFound(String),
     /// No route has this path.
@@ -81,7 +83,7 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::TopicNotFound(_) => "topic_not_found",
-            ApiError::PartitionNotFound { .. } => "partition_not_found",
+            ApiError::PartitionNotFound(_) => "partition_not_found",
             ApiError::RequestNotFound(_) => "request_not_found",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
@@ -106,7 +108,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::TopicNotFound(_)
-            | ApiError::PartitionNotFound { .. }
+            | ApiError::PartitionNotFound(_)
             | ApiError::RequestNotFound(_)
             | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -172,6 +174,29 @@ impl From<TopicError> for ApiError {
             TopicError::InvalidConfig(message) => ApiError::InvalidRequest(message),
             TopicError::Log(log) => log.into(),
             TopicError::Metadata { .. } => ApiError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<BackendError> for ApiError {
+    fn from(e: BackendError) -> Self {
+        match e {
+            BackendError::TopicNotFound(name) => ApiError::TopicNotFound(name),
+            BackendError::Log(e) => e.into(),
+            BackendError::Topic(e) => e.into(),
+            BackendError::Unavailable(message) => ApiError::Unavailable(message),
+            BackendError::Rejected {
+                code,
+                message,
+                retriable,
+            } => match code {
+                "partition_not_found" => ApiError::PartitionNotFound(message),
+                "offset_out_of_range" => ApiError::OffsetOutOfRange(message),
+                "topic_already_exists" => ApiError::TopicAlreadyExists(message),
+                "invalid_config" => ApiError::InvalidRequest(message),
+                _ if retriable => ApiError::Unavailable(message),
+                _ => ApiError::Internal(message),
+            },
         }
     }
 }

@@ -20,6 +20,8 @@ pub async fn healthz() -> HttpResponse {
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if state.is_shutting_down() {
         HttpResponse::ServiceUnavailable().json(json!({"status": "shutting_down"}))
+    } else if !state.backend.is_ready().await {
+        HttpResponse::ServiceUnavailable().json(json!({"status": "backend_unavailable"}))
     } else {
         HttpResponse::Ok().json(json!({"status": "ready"}))
     }
@@ -36,20 +38,23 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             .with_label_values(&["finished"])
             .set(counts.finished as i64);
     }
-    for topic in state.registry.list() {
-        if let Ok(stats) = topic.stats().await {
-            for (partition, s) in stats.iter().enumerate() {
-                let labels = [topic.name.as_str(), &partition.to_string()];
-                state
-                    .metrics
-                    .partition_end_offset
-                    .with_label_values(&labels)
-                    .set(s.end_offset);
+    for topic in state.backend.list().await.unwrap_or_default() {
+        let Ok(described) = state.backend.describe(topic.name.as_str()).await else {
+            continue;
+        };
+        for p in &described.partitions {
+            let labels = [topic.name.as_str(), &p.partition.to_string()];
+            state
+                .metrics
+                .partition_end_offset
+                .with_label_values(&labels)
+                .set(p.end_offset);
+            if let Some(bytes) = p.bytes {
                 state
                     .metrics
                     .partition_bytes
                     .with_label_values(&labels)
-                    .set(s.bytes as i64);
+                    .set(bytes as i64);
             }
         }
     }

@@ -5,27 +5,23 @@
 //! `max_request_bytes`, parsed, turned into batches on this worker (see `produce.rs`), and
 //! handed to this worker's producer actor.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::Addr;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use rill_actors::compression::Compression;
-use rill_actors::error::LogError;
-use rill_actors::messages::AppendAck;
 use rill_actors::partition::now_ms;
-use rill_actors::producer::{PartitionBatch, Produce, ProducerActor};
+use rill_actors::producer::PartitionBatch;
 use rill_actors::status::{Finish, MarkProcessing, RecordResult, Register, RequestStatus};
-use rill_actors::topics::Topic;
 use rill_actors::types::TopicName;
 use serde::{Deserialize, Serialize};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::app::AppState;
 use crate::auth::Caller;
+use crate::backend::{BackendError, BatchOutcome, TopicMeta};
 use crate::http::error::ApiError;
 use crate::produce::{parse_body, prepare, PreparedProduce, ProduceSettings};
 
@@ -57,7 +53,6 @@ struct AsyncAccepted<'a> {
 pub async fn produce(
     req: HttpRequest,
     state: web::Data<AppState>,
-    producer: web::Data<Addr<ProducerActor>>,
     caller: Caller,
     topic: web::Path<String>,
     query: web::Query<ProduceQuery>,
@@ -69,13 +64,14 @@ pub async fn produce(
     }
     caller.check(&topic)?;
     let topic = state
-        .registry
-        .get(&topic)
+        .backend
+        .topic(&topic)
+        .await?
         .ok_or_else(|| ApiError::TopicNotFound(topic.into_inner()))?;
     check_content_type(&req)?;
     let query = query.into_inner();
     let compression = match query.compression.as_deref() {
-        None => topic.config.compression,
+        None => topic.compression,
         Some(name) => name
             .parse::<Compression>()
             .map_err(|e| ApiError::InvalidRequest(format!("compression: {e}")))?,
@@ -108,7 +104,11 @@ pub async fn produce(
     let body = read_body(payload, declared, limit).await?;
 
     let parsed = parse_body(&body)?;
-    let settings = ProduceSettings::resolve(&parsed, compression, &state.schemas)?;
+    let settings = ProduceSettings::resolve(
+        &parsed,
+        state.backend.batch_compression(compression),
+        &state.schemas,
+    )?;
     let record_count = parsed.records.len();
     let mut prepared = prepare(&parsed, &settings, &topic, &state.round_robin, now_ms())?;
     drop(parsed);
@@ -125,8 +125,8 @@ pub async fn produce(
     if is_async {
         return accept_async(
             state,
-            producer,
             topic,
+            compression,
             prepared,
             record_count,
             remaining,
@@ -135,20 +135,21 @@ pub async fn produce(
         .await;
     }
     let batches = std::mem::take(&mut prepared.batches);
-    let results = match tokio::time::timeout(remaining, append(&producer, &topic, batches)).await {
-        Err(_) => {
-            return Err(ApiError::Timeout(format!(
-                "not acknowledged within timeout_ms ({} ms); the records may still be appended",
-                timeout.as_millis()
-            )))
-        }
-        Ok(acks) => {
-            let (records, bytes) = (prepared.appended_records, prepared.batch_bytes);
-            let results = prepared.complete(acks?)?;
-            count_produced(&state, &topic.name, records, bytes);
-            results
-        }
-    };
+    let results =
+        match tokio::time::timeout(remaining, append(&state, &topic, compression, batches)).await {
+            Err(_) => {
+                return Err(ApiError::Timeout(format!(
+                    "not acknowledged within timeout_ms ({} ms); the records may still be appended",
+                    timeout.as_millis()
+                )))
+            }
+            Ok(acks) => {
+                let (records, bytes) = (prepared.appended_records, prepared.batch_bytes);
+                let results = prepared.complete(acks?)?;
+                count_produced(&state, &topic.name, records, bytes);
+                results
+            }
+        };
     state
         .metrics
         .produce_latency
@@ -160,28 +161,23 @@ pub async fn produce(
     }))
 }
 
-/// Sends the batches through the producer actor. `Err` only if the actor is gone.
+/// Hands the batches to the backend. `Err` only if the whole request failed.
 async fn append(
-    producer: &Addr<ProducerActor>,
-    topic: &Arc<Topic>,
+    state: &AppState,
+    topic: &TopicMeta,
+    compression: Compression,
     batches: Vec<PartitionBatch>,
-) -> Result<Vec<Result<AppendAck, LogError>>, ApiError> {
+) -> Result<Vec<Result<BatchOutcome, BackendError>>, ApiError> {
     if batches.is_empty() {
         return Ok(Vec::new());
     }
-    producer
-        .send(Produce {
-            topic: Arc::clone(topic),
-            batches,
-        })
-        .await
-        .map_err(|_| ApiError::Unavailable("producer stopped".into()))
+    Ok(state.backend.produce(topic, compression, batches).await?)
 }
 
 async fn accept_async(
     state: web::Data<AppState>,
-    producer: web::Data<Addr<ProducerActor>>,
-    topic: Arc<Topic>,
+    topic: TopicMeta,
+    compression: Compression,
     mut prepared: PreparedProduce,
     record_count: usize,
     timeout: Duration,
@@ -210,7 +206,8 @@ async fn accept_async(
         });
         let (records, bytes) = (prepared.appended_records, prepared.batch_bytes);
         let batches = std::mem::take(&mut prepared.batches);
-        let outcome = tokio::time::timeout(timeout, append(&producer, &topic, batches)).await;
+        let outcome =
+            tokio::time::timeout(timeout, append(&state, &topic, compression, batches)).await;
         let finish = match outcome {
             Err(_) => Finish {
                 request_id: id,

@@ -3,8 +3,6 @@
 
 use actix_web::{web, HttpResponse};
 use base64::Engine;
-use rill_actors::messages::Read;
-use rill_actors::record_batch::{self, Record};
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
@@ -14,8 +12,6 @@ use crate::http::error::ApiError;
 
 /// The most records one read returns.
 pub const MAX_LIMIT: usize = 10_000;
-/// Bytes asked of the partition per round trip.
-const READ_CHUNK_BYTES: usize = 1 << 20;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,15 +72,19 @@ pub async fn read(
     let (topic_name, partition_text) = path.into_inner();
     caller.check(&topic_name)?;
     let topic = state
-        .registry
-        .get(&topic_name)
+        .backend
+        .topic(&topic_name)
+        .await?
         .ok_or_else(|| ApiError::TopicNotFound(topic_name.clone()))?;
-    let not_found = || ApiError::PartitionNotFound {
-        topic: topic_name.clone(),
-        partition: partition_text.clone(),
-    };
-    let partition: i32 = partition_text.parse().map_err(|_| not_found())?;
-    let addr = topic.partition(partition).ok_or_else(not_found)?.clone();
+    let partition: i32 = partition_text
+        .parse()
+        .ok()
+        .filter(|p| (0..topic.partitions as i32).contains(p))
+        .ok_or_else(|| {
+            ApiError::PartitionNotFound(format!(
+                "partition {partition_text} of topic {topic_name} not found"
+            ))
+        })?;
     let query = query.into_inner();
     if query.limit == 0 || query.limit > MAX_LIMIT {
         return Err(ApiError::InvalidRequest(format!(
@@ -109,32 +109,10 @@ pub async fn read(
     )
     .map_err(|e| ApiError::InvalidRequest(format!("value_format: {e}")))?;
 
-    let mut records: Vec<Record> = Vec::new();
-    let mut next = query.offset;
-    while records.len() < query.limit {
-        let bytes = addr
-            .send(Read {
-                offset: next,
-                max_bytes: READ_CHUNK_BYTES,
-            })
-            .await
-            .map_err(|_| ApiError::Unavailable("partition stopped".into()))??;
-        if bytes.is_empty() {
-            break;
-        }
-        for batch in record_batch::batches(&bytes) {
-            let (_, batch) =
-                batch.map_err(|e| ApiError::Internal(format!("reading partition: {e}")))?;
-            let decoded = record_batch::decode_batch(batch)
-                .map_err(|e| ApiError::Internal(format!("decoding stored batch: {e}")))?;
-            records.extend(decoded.into_iter().filter(|r| r.offset >= next));
-        }
-        match records.last() {
-            Some(last) if last.offset >= next => next = last.offset + 1,
-            _ => break,
-        }
-    }
-    records.truncate(query.limit);
+    let records = state
+        .backend
+        .read(&topic_name, partition, query.offset, query.limit)
+        .await?;
 
     let mut out = Vec::with_capacity(records.len());
     for r in &records {

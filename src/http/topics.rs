@@ -3,12 +3,12 @@
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use rill_actors::compression::Compression;
-use rill_actors::topics::Topic;
 use rill_actors::types::{FlushPolicy, TopicConfig, TopicName};
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
 use crate::auth::Caller;
+use crate::backend::TopicDescription;
 use crate::http::error::ApiError;
 
 #[derive(Serialize)]
@@ -18,17 +18,17 @@ struct TopicSummary<'a> {
 }
 
 /// `GET /api/topics`: the topics this caller may use.
-pub async fn list(state: web::Data<AppState>, caller: Caller) -> HttpResponse {
-    let topics = state.registry.list();
+pub async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    let topics = state.backend.list().await?;
     let visible: Vec<TopicSummary> = topics
         .iter()
         .filter(|t| caller.allows(t.name.as_str()))
         .map(|t| TopicSummary {
             name: t.name.as_str(),
-            partitions: t.config.partitions,
+            partitions: t.partitions,
         })
         .collect();
-    HttpResponse::Ok().json(serde_json::json!({ "topics": visible }))
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "topics": visible })))
 }
 
 /// A topic's settings as the API shows and accepts them (`-1` = unlimited, as in broker.toml).
@@ -144,31 +144,33 @@ pub async fn create(
         settings.partitions = body.partitions;
     }
     let config = settings.apply(state.config.default_topic_config())?;
-    let topic = state.registry.create(name, config).await?;
+    let created = state.backend.create(name, config).await?;
     Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, format!("/api/topics/{}", topic.name)))
-        .json(describe_topic(&topic).await?))
+        .insert_header((
+            header::LOCATION,
+            format!("/api/topics/{}", created.meta.name),
+        ))
+        .json(description_json(&created)))
 }
 
-async fn describe_topic(topic: &Topic) -> Result<serde_json::Value, ApiError> {
-    let stats = topic.stats().await?;
-    let partitions: Vec<_> = stats
+fn description_json(topic: &TopicDescription) -> serde_json::Value {
+    let partitions: Vec<_> = topic
+        .partitions
         .iter()
-        .enumerate()
-        .map(|(p, s)| {
+        .map(|p| {
             serde_json::json!({
-                "partition": p,
-                "start_offset": s.start_offset,
-                "end_offset": s.end_offset,
-                "bytes": s.bytes,
+                "partition": p.partition,
+                "start_offset": p.start_offset,
+                "end_offset": p.end_offset,
+                "bytes": p.bytes,
             })
         })
         .collect();
-    Ok(serde_json::json!({
-        "name": topic.name,
+    serde_json::json!({
+        "name": topic.meta.name,
         "partitions": partitions,
         "config": TopicSettings::of(&topic.config),
-    }))
+    })
 }
 
 /// `GET /api/topics/{topic}`.
@@ -178,11 +180,8 @@ pub async fn describe(
     topic: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     caller.check(&topic)?;
-    let topic = state
-        .registry
-        .get(&topic)
-        .ok_or_else(|| ApiError::TopicNotFound(topic.into_inner()))?;
-    Ok(HttpResponse::Ok().json(describe_topic(&topic).await?))
+    let described = state.backend.describe(&topic).await?;
+    Ok(HttpResponse::Ok().json(description_json(&described)))
 }
 
 /// `DELETE /api/topics/{topic}`.
@@ -192,6 +191,6 @@ pub async fn delete(
     topic: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     caller.check(&topic)?;
-    state.registry.delete(&topic).await?;
+    state.backend.delete(&topic).await?;
     Ok(HttpResponse::NoContent().finish())
 }
