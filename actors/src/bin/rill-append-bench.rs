@@ -4,6 +4,7 @@
 //! ```text
 //! rill-append-bench --dir DIR [--appenders 8] [--batch-records 100] [--record-bytes 100]
 //!                   [--seconds 5 | --batches N] [--flush always|os] [--print-acks]
+//!                   [--segment-bytes N]
 //! rill-append-bench --ceiling --dir DIR [--batch-records 100] [--record-bytes 100] [--seconds 5]
 //! ```
 //! With `--print-acks` every acknowledged batch is printed as `ack <base> <last> <tag>` the
@@ -34,6 +35,7 @@ struct Options {
     seconds: f64,
     batches: Option<u64>,
     flush: FlushPolicy,
+    segment_bytes: u64,
     print_acks: bool,
     ceiling: bool,
 }
@@ -47,6 +49,7 @@ fn parse_args() -> Result<Options, String> {
         seconds: 5.0,
         batches: None,
         flush: FlushPolicy::Always,
+        segment_bytes: LogConfig::default().segment_bytes,
         print_acks: false,
         ceiling: false,
     };
@@ -67,6 +70,7 @@ fn parse_args() -> Result<Options, String> {
                     other => return Err(format!("--flush: unknown policy {other}")),
                 }
             }
+            "--segment-bytes" => o.segment_bytes = number(&value("--segment-bytes")?)?,
             "--print-acks" => o.print_acks = true,
             "--ceiling" => o.ceiling = true,
             other => return Err(format!("unknown argument {other}")),
@@ -111,6 +115,7 @@ fn main() {
 async fn run(o: Options) {
     let config = LogConfig {
         flush: o.flush,
+        segment_bytes: o.segment_bytes,
         ..LogConfig::default()
     };
     let topition = Topition {
