@@ -200,7 +200,8 @@ pub fn prepare(
     for (i, record) in body.records.iter().enumerate() {
         key_buf.clear();
         value_buf.clear();
-        let fail = |code: &str, message: String| RecordResult::failed(None, code, message);
+        // Everything that fails here fails the same way on every retry.
+        let fail = |code: &str, message: String| RecordResult::failed(None, code, message, false);
 
         let key = match record
             .key
@@ -247,6 +248,7 @@ pub fn prepare(
                         "records[{i}].partition: partition {p} does not exist (topic {} has {partitions})",
                         topic.name
                     ),
+                    false,
                 ));
                 continue;
             }
@@ -286,6 +288,7 @@ pub fn prepare(
             timestamp: Some(timestamp),
             error_code: None,
             error: None,
+            retriable: None,
         });
     }
 
@@ -373,6 +376,7 @@ impl PreparedProduce {
                                     result.partition,
                                     e.record_error_code(),
                                     format!("records[{i}]: {e}"),
+                                    e.is_retriable(),
                                 )
                             }
                         }

@@ -42,6 +42,9 @@ pub struct RecordResult {
     pub timestamp: Option<i64>,
     pub error_code: Option<String>,
     pub error: Option<String>,
+    /// Only on failures: whether sending the same record again may succeed (a full disk, an
+    /// unavailable cluster) or never will (a value that does not fit its format).
+    pub retriable: Option<bool>,
 }
 
 impl RecordResult {
@@ -52,16 +55,24 @@ impl RecordResult {
             timestamp: Some(timestamp),
             error_code: None,
             error: None,
+            retriable: None,
         }
     }
 
-    pub fn failed(partition: Option<PartitionId>, code: &str, message: String) -> Self {
+    /// A record that was not appended.
+    pub fn failed(
+        partition: Option<PartitionId>,
+        code: &str,
+        message: String,
+        retriable: bool,
+    ) -> Self {
         Self {
             partition,
             offset: -1,
             timestamp: None,
             error_code: Some(code.to_string()),
             error: Some(message),
+            retriable: Some(retriable),
         }
     }
 }
