@@ -94,6 +94,19 @@ impl BackendError {
         }
     }
 
+    /// Whether sending the same thing again may succeed.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            BackendError::Rejected { retriable, .. } => *retriable,
+            BackendError::TopicNotFound(_) => false,
+            BackendError::Log(e) => !matches!(
+                e,
+                LogError::InvalidBatch(_) | LogError::BatchTooLarge { .. } | LogError::Corrupt { .. }
+            ),
+            BackendError::Topic(_) | BackendError::Unavailable(_) => true,
+        }
+    }
+
     pub fn is_disk_full(&self) -> bool {
         matches!(self, BackendError::Log(e) if e.is_disk_full())
     }
