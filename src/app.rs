@@ -15,8 +15,8 @@ use rill_actors::topics::{BrokerOptions, TopicRegistry};
 use tokio::sync::Semaphore;
 
 use crate::auth::{require_api_key, Authenticator};
-use crate::backend::{Backend, LocalBackend};
-use crate::config::Config;
+use crate::backend::{Backend, KafkaBackend, LocalBackend};
+use crate::config::{BackendKind, Config};
 use crate::formats::AvroSchemaCache;
 use crate::metrics::Metrics;
 use crate::partitioner::RoundRobin;
@@ -50,6 +50,11 @@ impl AppState {
 /// Runs the broker until a shutdown signal, then stops cleanly. Must run inside an actix
 /// `System` (see `main`).
 pub async fn run(config: Config) -> Result<(), String> {
+    // The TLS config and the listening sockets first: a bad certificate or a port in use
+    // stops start-up before any data is opened or any actor started.
+    let tls = config.server.tls.as_ref().map(rustls_config).transpose()?;
+    let listeners = bind_listeners(&config.server.bind)
+        .map_err(|e| format!("binding {}: {e}", config.server.bind))?;
     let api_keys = if config.auth.enabled {
         Some(Arc::new(Authenticator::new(
             config.api_keys().map_err(|e| e.to_string())?,
@@ -57,18 +62,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     } else {
         None
     };
-    let declared = config.configured_topics().map_err(|e| e.to_string())?;
-    let mut options = BrokerOptions::new(&config.storage.data_dir);
-    options.retention_check_interval =
-        Duration::from_millis(config.storage.retention_check_interval_ms);
-    let started = std::time::Instant::now();
-    let registry = Arc::new(TopicRegistry::open(options, declared).map_err(|e| e.to_string())?);
-    log::info!(
-        "data dir {} opened in {} ms: {} topic(s)",
-        config.storage.data_dir.display(),
-        started.elapsed().as_millis(),
-        registry.list().len()
-    );
+    let backend = open_backend(&config).await?;
     let status = StatusActor::new(
         config.async_requests.status_ttl(),
         config.async_requests.cleanup_interval(),
@@ -80,7 +74,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         .max_inflight_bytes
         .min(Semaphore::MAX_PERMITS as u64) as usize;
     let state = web::Data::new(AppState {
-        backend: Backend::Local(LocalBackend::new(Arc::clone(&registry))),
+        backend,
         status,
         metrics: Metrics::new(),
         schemas: AvroSchemaCache::new(AVRO_CACHE_ENTRIES, AVRO_CACHE_MAX_TEXT),
@@ -96,27 +90,45 @@ pub async fn run(config: Config) -> Result<(), String> {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(app_state.clone())
+            .wrap(from_fn(crate::http::guard_request))
             .wrap(from_fn(require_api_key))
             .wrap(from_fn(crate::http::health::count_requests))
             .configure(crate::http::configure)
             .default_service(web::to(crate::http::not_found))
     })
     .workers(server_config.workers())
-    .backlog(2048)
+    .backlog(BACKLOG)
     .max_connections(server_config.max_connections)
     .keep_alive(Duration::from_secs(server_config.keep_alive_secs))
     .client_request_timeout(Duration::from_millis(
         server_config.client_request_timeout_ms,
     ))
+    .client_disconnect_timeout(Duration::from_millis(
+        server_config.client_disconnect_timeout_ms,
+    ))
+    .on_connect({
+        let idle = server_config.connection_idle_timeout();
+        move |io, ext| crate::http::watch_connection(io, ext, idle)
+    })
     .shutdown_timeout(server_config.shutdown_timeout_secs)
-    .disable_signals()
-    .bind(&server_config.bind)
-    .map_err(|e| format!("binding {}: {e}", server_config.bind))?;
+    .disable_signals();
+    let mut server = server;
+    if let Some(tls) = &server_config.tls {
+        server = server.tls_handshake_timeout(Duration::from_millis(tls.handshake_timeout_ms));
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    for listener in listeners {
+        server = match &tls {
+            None => server.listen(listener),
+            Some(tls) => server.listen_rustls_0_23(listener, tls.clone()),
+        }
+        .map_err(|e| format!("listening on {}: {e}", server_config.bind))?;
+    }
     let addrs: Vec<SocketAddr> = server.addrs();
     let server = server.run();
     for addr in &addrs {
         // On stdout, so scripts and tests can learn a port chosen by the OS (`--bind :0`).
-        println!("rill listening on http://{addr}");
+        println!("rill listening on {scheme}://{addr}");
     }
     log::info!("listening on {addrs:?}");
 
@@ -133,6 +145,100 @@ pub async fn run(config: Config) -> Result<(), String> {
     state.backend.shutdown().await;
     log::info!("shutdown complete");
     Ok(())
+}
+
+/// Accept backlog of the listening sockets.
+const BACKLOG: u32 = 2048;
+
+/// Listening sockets for every address `bind` resolves to, as actix-web's own `bind` makes
+/// them (SO_REUSEADDR, a backlog of [`BACKLOG`]); an error only if none could be bound.
+fn bind_listeners(bind: &str) -> std::io::Result<Vec<std::net::TcpListener>> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::net::ToSocketAddrs;
+    let mut listeners = Vec::new();
+    let mut last_error = None;
+    for addr in bind.to_socket_addrs()? {
+        let listener = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+            .and_then(|socket| {
+                socket.set_reuse_address(true)?;
+                socket.bind(&addr.into())?;
+                socket.listen(BACKLOG as i32)?;
+                Ok(std::net::TcpListener::from(socket))
+            });
+        match listener {
+            Ok(listener) => listeners.push(listener),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    match (listeners.is_empty(), last_error) {
+        (false, _) => Ok(listeners),
+        (true, Some(e)) => Err(e),
+        (true, None) => Err(std::io::Error::other("the address resolves to nothing")),
+    }
+}
+
+/// The rustls server config of `[server.tls]`: TLS 1.3 and 1.2 only, ring's cipher suites
+/// (rustls offers no CBC, RC4, 3DES, export or NULL suites), no client certificates.
+fn rustls_config(tls: &crate::config::TlsConfig) -> Result<rustls::ServerConfig, String> {
+    let (certs, key) = tls.load().map_err(|problems| {
+        problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })?;
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| format!("server.tls: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("server.tls: certificate and key do not fit together: {e}"))
+}
+
+/// The backend `[backend] kind` names: the data dir opened (every partition recovered), or the
+/// Kafka cluster's clients created. In Kafka mode `[storage]` is not used and `[[topics]]` are
+/// created in the cluster when absent.
+async fn open_backend(config: &Config) -> Result<Backend, String> {
+    let declared = config.configured_topics().map_err(|e| e.to_string())?;
+    match config.backend.kind {
+        BackendKind::Local => {
+            let mut options = BrokerOptions::new(&config.storage.data_dir);
+            options.retention_check_interval =
+                Duration::from_millis(config.storage.retention_check_interval_ms);
+            options.min_free_bytes = config.storage.min_free_bytes;
+            let started = std::time::Instant::now();
+            let registry =
+                Arc::new(TopicRegistry::open(options, declared).map_err(|e| e.to_string())?);
+            log::info!(
+                "data dir {} opened in {} ms: {} topic(s)",
+                config.storage.data_dir.display(),
+                started.elapsed().as_millis(),
+                registry.list().len()
+            );
+            Ok(Backend::Local(LocalBackend::new(registry)))
+        }
+        BackendKind::Kafka => {
+            let properties = config
+                .backend
+                .kafka_client_properties()
+                .map_err(|problems| {
+                    let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                    format!("[backend]: {}", lines.join("; "))
+                })?;
+            let backend = KafkaBackend::connect(
+                properties,
+                config.backend.kafka.clone(),
+                config.producer.request_timeout(),
+                declared,
+            )
+            .await?;
+            log::info!(
+                "Kafka backend: gateway to {}",
+                config.backend.bootstrap_servers.as_deref().unwrap_or("")
+            );
+            Ok(Backend::Kafka(backend))
+        }
+    }
 }
 
 async fn wait_for_shutdown_signal() {

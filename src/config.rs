@@ -158,6 +158,116 @@ pub struct ServerConfig {
     /// On SIGTERM, how long in-flight requests may take to finish before connections are
     /// closed. Default 10 s.
     pub shutdown_timeout_secs: u64,
+    /// How long a client may take to send a whole request body, from the end of its headers.
+    /// Past it the request is answered 408 and the connection closed, so a slow upload cannot
+    /// hold a connection and its share of `max_inflight_bytes` for ever. Default 60000 ms; at
+    /// least 1.
+    pub body_read_timeout_ms: u64,
+    /// After a response that closes the connection (a refused or timed-out body), how long
+    /// rill lingers — reading and discarding what the client still sends, so that the client
+    /// gets the answer rather than a reset — before it drops the connection. Default 1000 ms;
+    /// 0 drops it at once.
+    pub client_disconnect_timeout_ms: u64,
+    /// The longest a connection may go with no request in progress: after its last answer
+    /// (or its connect), the next request's headers must have arrived within this, or rill
+    /// shuts the connection. It covers what `client_request_timeout_ms` does not — the
+    /// headers of the second and later requests on a keep-alive connection (a slowloris
+    /// client can otherwise trickle them for ever) — and a client that does not take its
+    /// answer. Unset (the default): `keep_alive_secs` + `client_request_timeout_ms`. At least
+    /// `client_request_timeout_ms` and `keep_alive_secs`.
+    pub connection_idle_timeout_ms: Option<u64>,
+    /// `[server.tls]`: serve HTTPS instead of plain HTTP. Unset (the default): plain HTTP.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`: HTTPS via rustls, TLS 1.2 and 1.3 only (no SSL 3, TLS 1.0 or 1.1).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the server certificate, then any intermediates (leaf first).
+    pub cert: PathBuf,
+    /// PEM file with the certificate's private key (PKCS#8, PKCS#1/RSA or SEC1/EC).
+    pub key: PathBuf,
+    /// How long a client may take to complete the TLS handshake. Default 3000 ms; at least 1.
+    #[serde(default = "default_tls_handshake_timeout_ms")]
+    pub handshake_timeout_ms: u64,
+}
+
+fn default_tls_handshake_timeout_ms() -> u64 {
+    3000
+}
+
+impl TlsConfig {
+    /// Reads the certificate chain and private key; each problem names its key.
+    pub fn load(
+        &self,
+    ) -> Result<
+        (
+            Vec<rustls::pki_types::CertificateDer<'static>>,
+            rustls::pki_types::PrivateKeyDer<'static>,
+        ),
+        Vec<Problem>,
+    > {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let mut problems = Problems::default();
+        let certs = match std::fs::read(&self.cert) {
+            Err(e) => {
+                problems.push(
+                    "server.tls.cert",
+                    format!("{}: cannot read: {e}", self.cert.display()),
+                );
+                Vec::new()
+            }
+            Ok(pem) => match CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>() {
+                Ok(certs) if !certs.is_empty() => certs,
+                Ok(_) => {
+                    problems.push(
+                        "server.tls.cert",
+                        format!("{}: no PEM certificate in the file", self.cert.display()),
+                    );
+                    Vec::new()
+                }
+                Err(e) => {
+                    problems.push(
+                        "server.tls.cert",
+                        format!("{}: not a PEM certificate chain: {e}", self.cert.display()),
+                    );
+                    Vec::new()
+                }
+            },
+        };
+        // The key's bytes are never part of a message, only the file name.
+        let key = match std::fs::read(&self.key) {
+            Err(e) => {
+                problems.push(
+                    "server.tls.key",
+                    format!("{}: cannot read: {e}", self.key.display()),
+                );
+                None
+            }
+            Ok(pem) => match PrivateKeyDer::from_pem_slice(&pem) {
+                Ok(key) => Some(key),
+                Err(_) => {
+                    problems.push(
+                        "server.tls.key",
+                        format!(
+                            "{}: no PEM private key (PKCS#8, RSA or EC) in the file",
+                            self.key.display()
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        if self.handshake_timeout_ms == 0 {
+            problems.push("server.tls.handshake_timeout_ms", "must be at least 1");
+        }
+        match key {
+            Some(key) if problems.0.is_empty() => Ok((certs, key)),
+            _ => Err(problems.0),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -170,6 +280,10 @@ impl Default for ServerConfig {
             keep_alive_secs: 30,
             client_request_timeout_ms: 5000,
             shutdown_timeout_secs: 10,
+            body_read_timeout_ms: 60_000,
+            client_disconnect_timeout_ms: 1000,
+            connection_idle_timeout_ms: None,
+            tls: None,
         }
     }
 }
@@ -182,6 +296,15 @@ impl ServerConfig {
                 .map(|n| n.get())
                 .unwrap_or(1)
         })
+    }
+
+    /// See [`ServerConfig::connection_idle_timeout_ms`].
+    pub fn connection_idle_timeout(&self) -> Duration {
+        Duration::from_millis(
+            self.connection_idle_timeout_ms.unwrap_or(
+                self.keep_alive_secs.saturating_mul(1000) + self.client_request_timeout_ms,
+            ),
+        )
     }
 
     fn check(&self, problems: &mut Problems) {
@@ -219,6 +342,27 @@ impl ServerConfig {
         }
         if self.client_request_timeout_ms == 0 {
             problems.push("server.client_request_timeout_ms", "must be at least 1");
+        }
+        if self.body_read_timeout_ms == 0 {
+            problems.push("server.body_read_timeout_ms", "must be at least 1");
+        }
+        if let Some(idle) = self.connection_idle_timeout_ms {
+            let floor = self
+                .client_request_timeout_ms
+                .max(self.keep_alive_secs.saturating_mul(1000));
+            if idle < floor {
+                problems.push(
+                    "server.connection_idle_timeout_ms",
+                    format!(
+                        "must be at least client_request_timeout_ms and keep_alive_secs ({floor} ms), got {idle}"
+                    ),
+                );
+            }
+        }
+        if let Some(tls) = &self.tls {
+            if let Err(found) = tls.load() {
+                problems.0.extend(found);
+            }
         }
     }
 }
@@ -265,6 +409,9 @@ pub struct StorageConfig {
     /// How often each partition deletes segments past retention. Default 300000 (5 min);
     /// at least 1.
     pub retention_check_interval_ms: u64,
+    /// Free bytes appends must leave on the data dir's file system; an append that would
+    /// leave less is answered 507. Default 0: no reserve.
+    pub min_free_bytes: u64,
 }
 
 impl Default for StorageConfig {
@@ -277,6 +424,7 @@ impl Default for StorageConfig {
             flush_interval_ms: 1000,
             index_interval_bytes: log.index_interval_bytes,
             retention_check_interval_ms: 300_000,
+            min_free_bytes: 0,
         }
     }
 }
@@ -763,28 +911,422 @@ pub enum BackendKind {
     /// rill's own on-disk logs.
     #[default]
     Local,
-    /// An Apache Kafka cluster; rill is then a stateless gateway.
+    /// An Apache Kafka cluster (or any Kafka-protocol cluster); rill is then a stateless
+    /// gateway: `[storage]` is not used, `[[topics]]` are created in the cluster if absent.
     Kafka,
 }
 
-/// `[backend]`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+/// `security_protocol` values librdkafka knows.
+const SECURITY_PROTOCOLS: [&str; 4] = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"];
+/// `sasl_mechanism` values this build supports (no GSSAPI: that would need Cyrus SASL).
+const SASL_MECHANISMS: [&str; 4] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"];
+
+/// librdkafka properties `[backend.kafka.properties]` may not set, and why: rill sets them
+/// itself, from a typed key or from a guarantee it gives.
+const RESERVED_PROPERTIES: [(&str, &str); 19] = [
+    ("bootstrap.servers", "set backend.bootstrap_servers instead"),
+    (
+        "metadata.broker.list",
+        "set backend.bootstrap_servers instead",
+    ),
+    ("security.protocol", "set backend.security_protocol instead"),
+    ("sasl.mechanism", "set backend.sasl_mechanism instead"),
+    ("sasl.mechanisms", "set backend.sasl_mechanism instead"),
+    ("sasl.username", "set backend.sasl_username instead"),
+    (
+        "sasl.password",
+        "set backend.sasl_password or backend.sasl_password_env instead",
+    ),
+    ("ssl.ca.location", "set backend.ssl_ca_location instead"),
+    (
+        "ssl.certificate.location",
+        "set backend.ssl_certificate_location instead",
+    ),
+    ("ssl.key.location", "set backend.ssl_key_location instead"),
+    (
+        "ssl.key.password",
+        "set backend.ssl_key_password_env instead",
+    ),
+    ("acks", "rill always produces with acks=all"),
+    (
+        "request.required.acks",
+        "rill always produces with acks=all",
+    ),
+    (
+        "enable.idempotence",
+        "rill always produces with idempotence on",
+    ),
+    (
+        "compression.type",
+        "each produce request chooses its codec (?compression=)",
+    ),
+    (
+        "compression.codec",
+        "each produce request chooses its codec (?compression=)",
+    ),
+    (
+        "partitioner",
+        "rill's murmur2 partitioner chooses every record's partition",
+    ),
+    ("transactional.id", "rill's producer is not transactional"),
+    (
+        "group.id",
+        "rill reads by assigning partitions, in no consumer group it shares",
+    ),
+];
+
+/// `[backend]`: where records live. With `kind = "kafka"`, how to reach the cluster; the
+/// security keys are passed to librdkafka as the properties of the same name with `.`.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackendConfig {
     /// Default `local`.
     pub kind: BackendKind,
-    /// `host:port,…` of the Kafka cluster (kind = "kafka" only).
+    /// `host:port,…` of the Kafka cluster. Required with kind = "kafka".
     pub bootstrap_servers: Option<String>,
+    /// `plaintext` (librdkafka's default), `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    pub security_protocol: Option<String>,
+    /// `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512` or `OAUTHBEARER`; needs a `sasl_*` protocol.
+    pub sasl_mechanism: Option<String>,
+    pub sasl_username: Option<String>,
+    /// The SASL password inline; or name an environment variable with `sasl_password_env`.
+    pub sasl_password: Option<String>,
+    pub sasl_password_env: Option<String>,
+    /// PEM file of the CA(s) that sign the brokers' certificates; unset: the system's store.
+    pub ssl_ca_location: Option<PathBuf>,
+    /// Client certificate and key (PEM), for clusters that authenticate clients by TLS.
+    pub ssl_certificate_location: Option<PathBuf>,
+    pub ssl_key_location: Option<PathBuf>,
+    /// Environment variable holding the client key's password, if it has one.
+    pub ssl_key_password_env: Option<String>,
+    /// `[backend.kafka]`: the gateway's own tuning, and raw librdkafka properties.
+    pub kafka: KafkaSettings,
+}
+
+impl fmt::Debug for BackendConfig {
+    // Secrets never reach a log: the password is redacted, and of the raw properties (which
+    // may hold secrets, e.g. `sasl.oauthbearer.client.secret`) only the names are shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackendConfig")
+            .field("kind", &self.kind)
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("security_protocol", &self.security_protocol)
+            .field("sasl_mechanism", &self.sasl_mechanism)
+            .field("sasl_username", &self.sasl_username)
+            .field(
+                "sasl_password",
+                &self.sasl_password.as_ref().map(|_| "<redacted>"),
+            )
+            .field("sasl_password_env", &self.sasl_password_env)
+            .field("ssl_ca_location", &self.ssl_ca_location)
+            .field("ssl_certificate_location", &self.ssl_certificate_location)
+            .field("ssl_key_location", &self.ssl_key_location)
+            .field("ssl_key_password_env", &self.ssl_key_password_env)
+            .field("kafka", &self.kafka)
+            .finish()
+    }
+}
+
+/// `[backend.kafka]`: how the Kafka gateway behaves, and librdkafka properties passed through.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// Replication factor of the topics rill creates (`[[topics]]` at start, `POST
+    /// /api/topics`). Unset: the cluster's `default.replication.factor`. At least 1.
+    pub replication_factor: Option<i32>,
+    /// Bound on every metadata, admin and offset-lookup call to the cluster: an unknown topic
+    /// is answered 404 and an unreachable cluster 503 within about this. Default 2000 ms; at
+    /// least 1.
+    pub metadata_timeout_ms: u64,
+    /// How often the topic list and partition counts are re-read from the cluster (topics
+    /// created or grown elsewhere become visible). Default 10000 ms; at least 100.
+    pub metadata_refresh_ms: u64,
+    /// How long a topic found missing stays answered 404 without asking the cluster again.
+    /// Default 1000 ms; 0 asks every time.
+    pub unknown_topic_ttl_ms: u64,
+    /// The most a read (`GET …/records`) waits for records. Default 5000 ms; at least 1.
+    pub read_timeout_ms: u64,
+    /// Any librdkafka property (`"linger.ms" = "20"`), applied to every client rill creates,
+    /// after rill's own settings. Names librdkafka does not know are refused at start.
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            replication_factor: None,
+            metadata_timeout_ms: 2000,
+            metadata_refresh_ms: 10_000,
+            unknown_topic_ttl_ms: 1000,
+            read_timeout_ms: 5000,
+            properties: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+impl fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaSettings")
+            .field("replication_factor", &self.replication_factor)
+            .field("metadata_timeout_ms", &self.metadata_timeout_ms)
+            .field("metadata_refresh_ms", &self.metadata_refresh_ms)
+            .field("unknown_topic_ttl_ms", &self.unknown_topic_ttl_ms)
+            .field("read_timeout_ms", &self.read_timeout_ms)
+            .field("properties", &self.properties.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl KafkaSettings {
+    pub fn metadata_timeout(&self) -> Duration {
+        Duration::from_millis(self.metadata_timeout_ms)
+    }
+
+    pub fn metadata_refresh(&self) -> Duration {
+        Duration::from_millis(self.metadata_refresh_ms)
+    }
+
+    pub fn unknown_topic_ttl(&self) -> Duration {
+        Duration::from_millis(self.unknown_topic_ttl_ms)
+    }
+
+    pub fn read_timeout(&self) -> Duration {
+        Duration::from_millis(self.read_timeout_ms)
+    }
+}
+
+/// Reads a secret from the environment variable `var`; problems go under `key`.
+fn secret_from_env(var: &str, key: &str, problems: &mut Problems) -> Option<String> {
+    if var.is_empty() {
+        problems.push(key, "must name an environment variable");
+        return None;
+    }
+    match std::env::var(var) {
+        Ok(secret) if secret.is_empty() => {
+            problems.push(key, format!("environment variable {var} is empty"));
+            None
+        }
+        Ok(secret) => Some(secret),
+        Err(std::env::VarError::NotPresent) => {
+            problems.push(key, format!("environment variable {var} is not set"));
+            None
+        }
+        Err(std::env::VarError::NotUnicode(_)) => {
+            problems.push(
+                key,
+                format!("environment variable {var} is not valid UTF-8"),
+            );
+            None
+        }
+    }
 }
 
 impl BackendConfig {
     fn check(&self, problems: &mut Problems) {
+        // Kafka keys under kind = "local" are left alone: an operator may fill them in before
+        // switching the kind.
         if self.kind == BackendKind::Kafka {
+            self.resolve_kafka(problems);
+        }
+    }
+
+    /// The librdkafka properties every client of the Kafka backend starts from (see
+    /// [`BackendConfig::resolve_kafka`]), or every problem found.
+    pub fn kafka_client_properties(&self) -> Result<Vec<(String, String)>, Vec<Problem>> {
+        let mut problems = Problems::default();
+        let properties = self.resolve_kafka(&mut problems);
+        if problems.0.is_empty() {
+            Ok(properties)
+        } else {
+            Err(problems.0)
+        }
+    }
+
+    /// The librdkafka properties every client of the Kafka backend starts from: cluster
+    /// address, security (secrets read from the environment now) and the raw properties,
+    /// in that order. Records a problem, naming the key, for everything wrong.
+    fn resolve_kafka(&self, problems: &mut Problems) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        match self.bootstrap_servers.as_deref().map(str::trim) {
+            None | Some("") => problems.push(
+                "backend.bootstrap_servers",
+                "required with kind = \"kafka\": \"host:port,…\" of the Kafka cluster",
+            ),
+            Some(servers) => {
+                for server in servers.split(',').map(str::trim) {
+                    let port = server
+                        .rsplit_once(':')
+                        .filter(|(host, _)| !host.is_empty())
+                        .and_then(|(_, port)| port.parse::<u16>().ok())
+                        .filter(|port| *port != 0);
+                    if port.is_none() {
+                        problems.push(
+                            "backend.bootstrap_servers",
+                            format!("\"{server}\" is not host:port"),
+                        );
+                    }
+                }
+                out.push(("bootstrap.servers".into(), servers.to_owned()));
+            }
+        }
+
+        let protocol = self
+            .security_protocol
+            .as_deref()
+            .map(str::to_ascii_lowercase);
+        if let Some(protocol) = &protocol {
+            if SECURITY_PROTOCOLS.contains(&protocol.as_str()) {
+                out.push(("security.protocol".into(), protocol.clone()));
+            } else {
+                problems.push(
+                    "backend.security_protocol",
+                    format!("must be one of {SECURITY_PROTOCOLS:?}, got \"{protocol}\""),
+                );
+            }
+        }
+        let protocol = protocol.as_deref().unwrap_or("plaintext");
+        let sasl = protocol.starts_with("sasl_");
+        let tls = matches!(protocol, "ssl" | "sasl_ssl");
+
+        let mechanism = self.sasl_mechanism.as_deref().map(str::to_ascii_uppercase);
+        match (&mechanism, sasl) {
+            (None, true) => problems.push(
+                "backend.sasl_mechanism",
+                format!("required with security_protocol = \"{protocol}\""),
+            ),
+            (Some(m), true) if !SASL_MECHANISMS.contains(&m.as_str()) => problems.push(
+                "backend.sasl_mechanism",
+                format!("must be one of {SASL_MECHANISMS:?}, got \"{m}\""),
+            ),
+            (Some(m), true) => out.push(("sasl.mechanism".into(), m.clone())),
+            (_, false) => {}
+        }
+        let sasl_keys = [
+            ("sasl_mechanism", self.sasl_mechanism.is_some()),
+            ("sasl_username", self.sasl_username.is_some()),
+            ("sasl_password", self.sasl_password.is_some()),
+            ("sasl_password_env", self.sasl_password_env.is_some()),
+        ];
+        for (key, set) in sasl_keys {
+            if set && !sasl {
+                problems.push(
+                    format!("backend.{key}"),
+                    "needs security_protocol = \"sasl_plaintext\" or \"sasl_ssl\"",
+                );
+            }
+        }
+        // PLAIN and SCRAM log in with a user name and password; OAUTHBEARER takes its settings
+        // from raw `sasl.oauthbearer.*` properties.
+        let password_login = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+        if sasl
+            && mechanism
+                .as_deref()
+                .is_some_and(|m| password_login.contains(&m))
+        {
+            match &self.sasl_username {
+                Some(user) if !user.is_empty() => out.push(("sasl.username".into(), user.clone())),
+                _ => problems.push(
+                    "backend.sasl_username",
+                    "required with sasl_mechanism PLAIN or SCRAM-*",
+                ),
+            }
+            let password = match (&self.sasl_password, &self.sasl_password_env) {
+                (Some(_), Some(_)) | (None, None) => {
+                    problems.push(
+                        "backend.sasl_password",
+                        "exactly one of sasl_password, sasl_password_env must be set",
+                    );
+                    None
+                }
+                (Some(inline), None) => Some(inline.clone()),
+                (None, Some(var)) => secret_from_env(var, "backend.sasl_password_env", problems),
+            };
+            if let Some(password) = password {
+                out.push(("sasl.password".into(), password));
+            }
+        }
+
+        let files = [
+            ("ssl_ca_location", "ssl.ca.location", &self.ssl_ca_location),
+            (
+                "ssl_certificate_location",
+                "ssl.certificate.location",
+                &self.ssl_certificate_location,
+            ),
+            (
+                "ssl_key_location",
+                "ssl.key.location",
+                &self.ssl_key_location,
+            ),
+        ];
+        for (key, property, path) in files {
+            let Some(path) = path else { continue };
+            if !tls {
+                problems.push(
+                    format!("backend.{key}"),
+                    "needs security_protocol = \"ssl\" or \"sasl_ssl\"",
+                );
+            } else if let Err(e) = std::fs::File::open(path) {
+                problems.push(
+                    format!("backend.{key}"),
+                    format!("cannot read {}: {e}", path.display()),
+                );
+            } else {
+                out.push((property.into(), path.display().to_string()));
+            }
+        }
+        if self.ssl_certificate_location.is_some() != self.ssl_key_location.is_some() {
             problems.push(
-                "backend.kind",
-                "backend kind \"kafka\" is not available in this build yet",
+                "backend.ssl_key_location",
+                "ssl_certificate_location and ssl_key_location go together",
             );
         }
+        if let Some(var) = &self.ssl_key_password_env {
+            if !tls {
+                problems.push(
+                    "backend.ssl_key_password_env",
+                    "needs security_protocol = \"ssl\" or \"sasl_ssl\"",
+                );
+            } else if let Some(password) =
+                secret_from_env(var, "backend.ssl_key_password_env", problems)
+            {
+                out.push(("ssl.key.password".into(), password));
+            }
+        }
+
+        let k = &self.kafka;
+        if k.replication_factor.is_some_and(|rf| rf < 1) {
+            problems.push("backend.kafka.replication_factor", "must be at least 1");
+        }
+        if k.metadata_timeout_ms == 0 {
+            problems.push("backend.kafka.metadata_timeout_ms", "must be at least 1");
+        }
+        if k.metadata_refresh_ms < 100 {
+            problems.push(
+                "backend.kafka.metadata_refresh_ms",
+                format!("must be at least 100, got {}", k.metadata_refresh_ms),
+            );
+        }
+        if k.read_timeout_ms == 0 {
+            problems.push("backend.kafka.read_timeout_ms", "must be at least 1");
+        }
+        for (name, value) in &k.properties {
+            let key = format!("backend.kafka.properties.\"{name}\"");
+            if let Some((_, why)) = RESERVED_PROPERTIES.iter().find(|(n, _)| n == name) {
+                problems.push(key, format!("cannot be set here: {why}"));
+                continue;
+            }
+            // librdkafka itself knows its property names and value syntax; ask it now rather
+            // than fail at the first connection.
+            let mut probe = rdkafka::ClientConfig::new();
+            probe.set(name.as_str(), value.as_str());
+            if let Err(e) = probe.create_native_config() {
+                problems.push(key, e.to_string());
+                continue;
+            }
+            out.push((name.clone(), value.clone()));
+        }
+        out
     }
 }
 
@@ -1009,6 +1551,7 @@ mod tests {
         assert_eq!(config.storage.flush, FlushMode::Always);
         assert_eq!(config.storage.flush_interval_ms, 1000);
         assert_eq!(config.storage.index_interval_bytes, 4096);
+        assert_eq!(config.storage.min_free_bytes, 0);
         assert_eq!(config.producer.request_timeout_ms, 30_000);
         assert_eq!(config.producer.request_timeout(), Duration::from_secs(30));
         assert_eq!(config.producer.max_inflight_bytes, 268_435_456);
@@ -1256,7 +1799,7 @@ mod tests {
             "topics[2].name: \"ok\" is already defined by topics[0]",
             "topics[3].name: missing",
             "topics[3].partitions: must be 1..=10000, got 10001",
-            "backend.kind: backend kind \"kafka\" is not available in this build yet",
+            "backend.bootstrap_servers: required with kind = \"kafka\"",
         ];
         for want in expected {
             assert!(
@@ -1449,6 +1992,259 @@ mod tests {
                 .contains("nope.toml: cannot read"),
             "missing file not reported"
         );
+    }
+
+    #[test]
+    fn server_timeouts_and_tls_are_read_and_checked() {
+        let config =
+            parse("[server]\nbody_read_timeout_ms = 250\nclient_disconnect_timeout_ms = 0\n");
+        assert_eq!(config.server.body_read_timeout_ms, 250);
+        assert_eq!(config.server.client_disconnect_timeout_ms, 0);
+        assert_eq!(config.server.tls, None);
+        assert_eq!(problems(&config), Vec::<String>::new());
+        assert_eq!(
+            config.server.connection_idle_timeout(),
+            Duration::from_millis(35_000),
+            "keep_alive_secs + client_request_timeout_ms"
+        );
+        let config = parse("[server]\nconnection_idle_timeout_ms = 40000\n");
+        assert_eq!(
+            config.server.connection_idle_timeout(),
+            Duration::from_secs(40)
+        );
+        let config = parse("[server]\nkeep_alive_secs = 60\nconnection_idle_timeout_ms = 6000\n");
+        assert_eq!(
+            problems(&config),
+            ["server.connection_idle_timeout_ms: must be at least client_request_timeout_ms and keep_alive_secs (60000 ms), got 6000"]
+        );
+        let config = parse("[server]\nbody_read_timeout_ms = 0\n");
+        assert_eq!(
+            problems(&config),
+            ["server.body_read_timeout_ms: must be at least 1"]
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let generated = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, generated.cert.pem()).unwrap();
+        std::fs::write(&key, generated.key_pair.serialize_pem()).unwrap();
+        let text = format!("[server.tls]\ncert = {cert:?}\nkey = {key:?}\n");
+        let config = parse(&text);
+        let tls = config.server.tls.as_ref().expect("tls set");
+        assert_eq!(tls.handshake_timeout_ms, 3000);
+        assert_eq!(problems(&config), Vec::<String>::new());
+        let (chain, _key) = tls.load().expect("cert and key load");
+        assert_eq!(chain.len(), 1);
+
+        // Swapped files, a missing file, an unknown key: each named.
+        let swapped = parse(&format!(
+            "[server.tls]\ncert = {key:?}\nkey = {cert:?}\nhandshake_timeout_ms = 0\n"
+        ));
+        let found = problems(&swapped);
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(found[0].starts_with("server.tls.cert: "), "{found:?}");
+        assert!(found[1].starts_with("server.tls.key: "), "{found:?}");
+        assert_eq!(
+            found[2],
+            "server.tls.handshake_timeout_ms: must be at least 1"
+        );
+        assert!(
+            !found.iter().any(|p| p.contains("PRIVATE KEY-----")),
+            "key material in a message: {found:?}"
+        );
+        let missing =
+            parse("[server.tls]\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/k.pem\"\n");
+        let found = problems(&missing);
+        assert!(
+            found[0].contains("/nonexistent/c.pem: cannot read"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].contains("/nonexistent/k.pem: cannot read"),
+            "{found:?}"
+        );
+        let message =
+            parse_error("[server.tls]\ncert = \"c\"\nkey = \"k\"\nmin_version = \"1.0\"\n");
+        assert!(message.contains("unknown field `min_version`"), "{message}");
+        let message = parse_error("[server.tls]\ncert = \"c\"\n");
+        assert!(message.contains("key"), "{message}");
+    }
+
+    #[test]
+    fn kafka_backend_needs_its_cluster_address() {
+        let config =
+            parse("[backend]\nkind = \"kafka\"\nbootstrap_servers = \"k1:9092, k2:9093\"\n");
+        assert_eq!(config.backend.kind, BackendKind::Kafka);
+        assert_eq!(problems(&config), Vec::<String>::new());
+        let properties = config.backend.kafka_client_properties().expect("resolves");
+        assert_eq!(
+            properties,
+            [(
+                "bootstrap.servers".to_string(),
+                "k1:9092, k2:9093".to_string()
+            )]
+        );
+        let k = &config.backend.kafka;
+        assert_eq!(k.replication_factor, None);
+        assert_eq!(k.metadata_timeout(), Duration::from_secs(2));
+        assert_eq!(k.metadata_refresh(), Duration::from_secs(10));
+        assert_eq!(k.unknown_topic_ttl(), Duration::from_secs(1));
+        assert_eq!(k.read_timeout(), Duration::from_secs(5));
+
+        let config =
+            parse("[backend]\nkind = \"kafka\"\nbootstrap_servers = \"k1,:9092,k2:0,k3:x\"\n");
+        assert_eq!(
+            problems(&config),
+            [
+                "backend.bootstrap_servers: \"k1\" is not host:port",
+                "backend.bootstrap_servers: \":9092\" is not host:port",
+                "backend.bootstrap_servers: \"k2:0\" is not host:port",
+                "backend.bootstrap_servers: \"k3:x\" is not host:port",
+            ]
+        );
+    }
+
+    #[test]
+    fn kafka_security_keys_become_librdkafka_properties() {
+        let var = "RILL_TEST_CONFIG_SASL_PASSWORD";
+        std::env::set_var(var, "pw-from-env");
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "not checked here").unwrap();
+        let config = parse(&format!(
+            r#"
+            [backend]
+            kind = "kafka"
+            bootstrap_servers = "k1:9093"
+            security_protocol = "SASL_SSL"
+            sasl_mechanism = "scram-sha-512"
+            sasl_username = "rill"
+            sasl_password_env = "{var}"
+            ssl_ca_location = {ca:?}
+            [backend.kafka]
+            replication_factor = 3
+            metadata_timeout_ms = 500
+            [backend.kafka.properties]
+            "linger.ms" = "20"
+            "client.id" = "gateway-1"
+            "#
+        ));
+        assert_eq!(problems(&config), Vec::<String>::new());
+        let properties = config.backend.kafka_client_properties().expect("resolves");
+        let get = |name: &str| {
+            properties
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(get("sasl.username"), Some("rill"));
+        assert_eq!(get("sasl.password"), Some("pw-from-env"));
+        assert_eq!(
+            get("ssl.ca.location"),
+            Some(ca.display().to_string().as_str())
+        );
+        assert_eq!(get("linger.ms"), Some("20"));
+        assert_eq!(get("client.id"), Some("gateway-1"));
+        assert_eq!(config.backend.kafka.replication_factor, Some(3));
+        // Secrets never show in Debug output, nor do raw property values.
+        let inline = parse(
+            "[backend]\nkind = \"kafka\"\nbootstrap_servers = \"k:1\"\nsecurity_protocol = \"sasl_plaintext\"\n\
+             sasl_mechanism = \"PLAIN\"\nsasl_username = \"u\"\nsasl_password = \"hunter2\"\n\
+             [backend.kafka.properties]\n\"sasl.oauthbearer.client.secret\" = \"s3cret\"\n",
+        );
+        let debug = format!("{:?}", inline.backend);
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("s3cret"),
+            "{debug}"
+        );
+        assert!(debug.contains("sasl.oauthbearer.client.secret"), "{debug}");
+    }
+
+    #[test]
+    fn kafka_backend_problems_each_name_their_key() {
+        let config = parse(
+            r#"
+            [backend]
+            kind = "kafka"
+            bootstrap_servers = "k1:9092"
+            security_protocol = "tls"
+            sasl_username = "u"
+            ssl_ca_location = "/nonexistent/ca.pem"
+            ssl_key_password_env = "RILL_TEST_CONFIG_NOT_SET"
+            [backend.kafka]
+            replication_factor = 0
+            metadata_timeout_ms = 0
+            metadata_refresh_ms = 10
+            read_timeout_ms = 0
+            [backend.kafka.properties]
+            "acks" = "1"
+            "bootstrap.servers" = "x:1"
+            "linger.mss" = "5"
+            "linger.ms" = "soon"
+            "#,
+        );
+        let found = problems(&config);
+        let expected = [
+            "backend.security_protocol: must be one of",
+            "backend.sasl_username: needs security_protocol = \"sasl_plaintext\" or \"sasl_ssl\"",
+            "backend.ssl_ca_location: needs security_protocol = \"ssl\" or \"sasl_ssl\"",
+            "backend.ssl_key_password_env: needs security_protocol",
+            "backend.kafka.replication_factor: must be at least 1",
+            "backend.kafka.metadata_timeout_ms: must be at least 1",
+            "backend.kafka.metadata_refresh_ms: must be at least 100, got 10",
+            "backend.kafka.read_timeout_ms: must be at least 1",
+            "backend.kafka.properties.\"acks\": cannot be set here: rill always produces with acks=all",
+            "backend.kafka.properties.\"bootstrap.servers\": cannot be set here: set backend.bootstrap_servers",
+            "backend.kafka.properties.\"linger.ms\": ",
+            "backend.kafka.properties.\"linger.mss\": ",
+        ];
+        for want in expected {
+            assert!(
+                found.iter().any(|p| p.starts_with(want)),
+                "missing {want:?} in {found:#?}"
+            );
+        }
+        assert_eq!(found.len(), expected.len(), "{found:#?}");
+
+        let sasl = parse(
+            "[backend]\nkind = \"kafka\"\nbootstrap_servers = \"k:1\"\nsecurity_protocol = \"sasl_ssl\"\n\
+             sasl_mechanism = \"GSSAPI\"\nssl_ca_location = \"/nonexistent/ca.pem\"\n",
+        );
+        let found = problems(&sasl);
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert!(
+            found[0].starts_with("backend.sasl_mechanism: must be one of"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].starts_with("backend.ssl_ca_location: cannot read /nonexistent/ca.pem"),
+            "{found:?}"
+        );
+        let plain = parse(
+            "[backend]\nkind = \"kafka\"\nbootstrap_servers = \"k:1\"\nsecurity_protocol = \"sasl_plaintext\"\n\
+             sasl_mechanism = \"PLAIN\"\nsasl_password_env = \"RILL_TEST_CONFIG_NOT_SET\"\n",
+        );
+        assert_eq!(
+            problems(&plain),
+            [
+                "backend.sasl_username: required with sasl_mechanism PLAIN or SCRAM-*",
+                "backend.sasl_password_env: environment variable RILL_TEST_CONFIG_NOT_SET is not set",
+            ]
+        );
+        let message = parse_error("[backend]\nkind = \"kafka\"\nbootstrap = \"k:1\"\n");
+        assert!(
+            message.contains("unknown field `bootstrap` in [backend]"),
+            "{message}"
+        );
+        let message = parse_error("[backend.kafka]\nlinger_ms = 5\n");
+        assert!(
+            message.contains("unknown field `linger_ms` in [backend.kafka]"),
+            "{message}"
+        );
+        let message = parse_error("[backend.kafka.properties]\n\"linger.ms\" = 5\n");
+        assert!(message.contains("backend.kafka.properties"), "{message}");
     }
 
     #[test]
