@@ -41,8 +41,172 @@ pub struct ProduceBody<'a> {
     pub key_schema_id: Option<i64>,
     #[serde(default)]
     pub value_schema_id: Option<i64>,
-    #[serde(borrow)]
-    pub records: Vec<RecordIn<'a>>,
+    #[serde(borrow, deserialize_with = "bounded_vec")]
+    pub records: Vec<JsonObject<RecordIn<'a>>>,
+}
+
+/// Most records and record headers, counted together, one produce request may hold.
+///
+/// Parsed, a record costs far more memory than its JSON: `{}` is 3 bytes of body and over
+/// 200 bytes as a parsed record, a result and its line of the answer. Without a cap, a 64 MiB
+/// body of empty records was 21 million records and gigabytes of memory. The count is checked
+/// while parsing, so the vectors never grow past it.
+pub const MAX_ITEMS_PER_REQUEST: usize = 200_000;
+
+/// What a parsed record or header costs in memory beyond its share of the body (parsed
+/// struct, result, answer, batch framing), for the in-flight budget.
+pub const ITEM_OVERHEAD_BYTES: usize = 256;
+
+thread_local! {
+    /// Records and headers the body being parsed on this thread may still hold.
+    static ITEMS_LEFT: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+/// Deserializes a sequence, counting its elements against [`MAX_ITEMS_PER_REQUEST`].
+fn bounded_vec<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Bounded<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Bounded<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an array")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(item) = seq.next_element()? {
+                let left = ITEMS_LEFT.with(|left| {
+                    let n = left.get();
+                    left.set(n.saturating_sub(1));
+                    n
+                });
+                if left == 0 {
+                    return Err(serde::de::Error::custom(format_args!(
+                        "more than {MAX_ITEMS_PER_REQUEST} records and headers in one request"
+                    )));
+                }
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
+    deserializer.deserialize_seq(Bounded(std::marker::PhantomData))
+}
+
+/// Parses `bytes` as `T` with the record and header count starting afresh.
+fn from_body<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> serde_json::Result<T> {
+    ITEMS_LEFT.with(|left| left.set(MAX_ITEMS_PER_REQUEST));
+    let parsed = serde_json::from_slice(bytes);
+    ITEMS_LEFT.with(|left| left.set(usize::MAX));
+    parsed
+}
+
+impl ProduceBody<'_> {
+    /// Records plus headers: what [`MAX_ITEMS_PER_REQUEST`] counts.
+    pub fn items(&self) -> usize {
+        self.records.len() + self.records.iter().map(|r| r.headers.len()).sum::<usize>()
+    }
+}
+
+/// A struct that must be given as a JSON object. serde's derived `Deserialize` also accepts a
+/// struct as an array of its fields in declaration order, so `{"records": [[], []]}` would be
+/// two empty records and `[[1, 2]]` a record with key 1 and value 2; the API's shape is
+/// objects only. Derefs to the struct.
+pub struct JsonObject<T>(pub T);
+
+impl<T: Default> Default for JsonObject<T> {
+    fn default() -> Self {
+        JsonObject(T::default())
+    }
+}
+
+impl<T> std::ops::Deref for JsonObject<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for JsonObject<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectVisitor<T> {
+            type Value = JsonObject<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(JsonObject)
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor(std::marker::PhantomData))
+    }
+}
+
+/// Deepest nesting of arrays and objects a record key, value or header value may have: the
+/// limit serde_json itself applies to typed data. JSON text kept as is (`RawValue`) is not
+/// depth-checked by the parser, and consumers of the stored bytes may recurse on it.
+pub const MAX_JSON_DEPTH: usize = 128;
+
+/// Whether the JSON text `text` (already validated) nests arrays and objects deeper than
+/// `max`. Scans only the brackets outside strings.
+fn nested_deeper_than(text: &[u8], max: usize) -> bool {
+    if !matches!(text.first(), Some(b'[' | b'{')) {
+        return false;
+    }
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < text.len() {
+        match text[i] {
+            b'"' => {
+                i += 1;
+                while i < text.len() {
+                    match text[i] {
+                        b'\\' => i += 2,
+                        b'"' => break,
+                        _ => i += 1,
+                    }
+                }
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    false
+}
+
+/// 400 if any key, value or header value nests deeper than [`MAX_JSON_DEPTH`].
+fn check_depth(body: &ProduceBody<'_>) -> Result<(), ApiError> {
+    let too_deep = |raw: Option<&RawValue>| {
+        raw.is_some_and(|raw| nested_deeper_than(raw.get().as_bytes(), MAX_JSON_DEPTH))
+    };
+    for (i, record) in body.records.iter().enumerate() {
+        let field = if too_deep(record.key) {
+            "key".to_owned()
+        } else if too_deep(record.value) {
+            "value".to_owned()
+        } else if let Some(j) = record.headers.iter().position(|h| too_deep(h.value)) {
+            format!("headers[{j}].value")
+        } else {
+            continue;
+        };
+        return Err(ApiError::InvalidRequest(format!(
+            "records[{i}].{field}: JSON nested deeper than {MAX_JSON_DEPTH} levels"
+        )));
+    }
+    Ok(())
 }
 
 /// One record of a produce body.
@@ -55,8 +219,8 @@ pub struct RecordIn<'a> {
     pub value: Option<&'a RawValue>,
     #[serde(default)]
     pub partition: Option<i64>,
-    #[serde(default, borrow)]
-    pub headers: Vec<HeaderIn<'a>>,
+    #[serde(default, borrow, deserialize_with = "bounded_vec")]
+    pub headers: Vec<JsonObject<HeaderIn<'a>>>,
     #[serde(default)]
     pub timestamp: Option<i64>,
 }
@@ -76,10 +240,15 @@ pub struct HeaderIn<'a> {
 #[serde(untagged)]
 enum HeaderValueIn<'a> {
     Text(#[serde(borrow)] Cow<'a, str>),
-    Bytes {
-        #[serde(borrow)]
-        base64: Cow<'a, str>,
-    },
+    Bytes(#[serde(borrow)] JsonObject<Base64In<'a>>),
+}
+
+/// `{"base64": "…"}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Base64In<'a> {
+    #[serde(borrow)]
+    base64: Cow<'a, str>,
 }
 
 /// Parses a produce body, telling syntax errors (`invalid_json`) from shape errors
@@ -87,12 +256,14 @@ enum HeaderValueIn<'a> {
 pub fn parse_body(bytes: &[u8]) -> Result<ProduceBody<'_>, ApiError> {
     // Hot path: plain serde_json. Tracking the field path costs ~12 % of a 1000-record
     // request (perf), so it is only paid on the error path, by parsing again.
-    let body: ProduceBody = serde_json::from_slice(bytes).map_err(|_| describe_error(bytes))?;
+    let JsonObject(body) =
+        from_body::<JsonObject<ProduceBody>>(bytes).map_err(|_| describe_error(bytes))?;
     if body.records.is_empty() {
         return Err(ApiError::InvalidRequest(
             "records: must not be empty".into(),
         ));
     }
+    check_depth(&body)?;
     Ok(body)
 }
 
@@ -104,7 +275,10 @@ fn describe_error(bytes: &[u8]) -> ApiError {
         return ApiError::InvalidJson(format!("request body is not valid JSON: {e}"));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    match serde_path_to_error::deserialize::<_, ProduceBody>(&mut de) {
+    ITEMS_LEFT.with(|left| left.set(MAX_ITEMS_PER_REQUEST));
+    let described = serde_path_to_error::deserialize::<_, JsonObject<ProduceBody>>(&mut de);
+    ITEMS_LEFT.with(|left| left.set(usize::MAX));
+    match described {
         Ok(_) => ApiError::InvalidRequest("request body: invalid".into()),
         Err(e) => {
             let path = e.path().to_string();
@@ -317,7 +491,7 @@ pub fn prepare(
 
 fn parse_headers(
     i: usize,
-    input: &[HeaderIn<'_>],
+    input: &[JsonObject<HeaderIn<'_>>],
     bufs: &mut Vec<Vec<u8>>,
     out: &mut Vec<Option<usize>>,
 ) -> Result<(), String> {
@@ -338,7 +512,7 @@ fn parse_headers(
         buf.clear();
         match parsed {
             HeaderValueIn::Text(text) => buf.extend_from_slice(text.as_bytes()),
-            HeaderValueIn::Bytes { base64 } => {
+            HeaderValueIn::Bytes(JsonObject(Base64In { base64 })) => {
                 base64::engine::general_purpose::STANDARD
                     .decode_vec(base64.as_bytes(), buf)
                     .map_err(|e| format!("records[{i}].headers[{j}].value: invalid base64: {e}"))?;
@@ -394,5 +568,124 @@ impl PreparedProduce {
             Some(e) => Err(e.into()),
             None => Ok(self.results),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(body: &str) -> String {
+        match parse_body(body.as_bytes()) {
+            Ok(_) => panic!("accepted: {body}"),
+            Err(e) => format!("{}: {e}", e.error_code()),
+        }
+    }
+
+    #[test]
+    fn structs_are_objects_never_arrays_of_their_fields() {
+        // serde would take these as records with fields given by position.
+        for body in [
+            r#"{"records": [[]]}"#,
+            r#"{"records": [[1, 2]]}"#,
+            r#"{"records": [{"value": 1}, []]}"#,
+            r#"[null, null, null, null, null, null, [{"value": 1}]]"#,
+            r#"{"records": [{"value": 1, "headers": [["k", "v"]]}]}"#,
+        ] {
+            let message = error_of(body);
+            assert!(
+                message.starts_with("invalid_request: "),
+                "{body}: {message}"
+            );
+            assert!(message.contains("a JSON object"), "{body}: {message}");
+        }
+        assert!(error_of(r#"{"records": [{"value": 1}, []]}"#).contains("records[1]"));
+        let body = parse_body(br#"{"records": [{"value": 1, "headers": [{"key": "k"}]}]}"#)
+            .expect("objects parse");
+        assert_eq!(body.records.len(), 1);
+        assert_eq!(body.records[0].headers[0].key, "k");
+    }
+
+    #[test]
+    fn base64_header_values_are_objects_with_one_field() {
+        let mut bufs = Vec::new();
+        let mut out = Vec::new();
+        for (value, ok) in [
+            (r#"{"base64": "QQ=="}"#, true),
+            (r#"["QQ=="]"#, false),
+            (r#"{"base64": "QQ==", "extra": 1}"#, false),
+        ] {
+            let text = format!(
+                r#"{{"records": [{{"value": 1, "headers": [{{"key": "k", "value": {value}}}]}}]}}"#
+            );
+            let body = parse_body(text.as_bytes()).expect("shape is valid");
+            let parsed = parse_headers(0, &body.records[0].headers, &mut bufs, &mut out);
+            assert_eq!(parsed.is_ok(), ok, "{value}: {parsed:?}");
+        }
+        assert_eq!(bufs[0], b"A");
+    }
+
+    #[test]
+    fn records_and_headers_are_counted_while_parsing() {
+        let records = |n: usize| format!(r#"{{"records": [{}]}}"#, vec!["{}"; n].join(","));
+        let body = records(MAX_ITEMS_PER_REQUEST);
+        let parsed = parse_body(body.as_bytes()).expect("at the limit");
+        assert_eq!(parsed.items(), MAX_ITEMS_PER_REQUEST);
+        let message = error_of(&records(MAX_ITEMS_PER_REQUEST + 1));
+        assert!(
+            message.starts_with(&format!(
+                "invalid_request: records: more than {MAX_ITEMS_PER_REQUEST} records and headers in one request"
+            )),
+            "{message}"
+        );
+        // Headers count too, across records.
+        let half = MAX_ITEMS_PER_REQUEST / 2;
+        let headers = vec![r#"{"key": "h"}"#; half].join(",");
+        let body =
+            format!(r#"{{"records": [{{"headers": [{headers}]}}, {{"headers": [{headers}]}}]}}"#);
+        let message = error_of(&body);
+        assert!(message.contains("records[1].headers"), "{message}");
+        assert!(message.contains("more than"), "{message}");
+        // The count starts afresh for every body.
+        assert!(parse_body(records(10).as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn values_nested_deeper_than_the_limit_are_refused() {
+        let nest = |depth: usize| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        let ok = format!(r#"{{"records": [{{"value": {}}}]}}"#, nest(MAX_JSON_DEPTH));
+        assert!(parse_body(ok.as_bytes()).is_ok());
+        for (field, body) in [
+            (
+                "records[0].value",
+                format!(r#"{{"records": [{{"value": {}}}]}}"#, nest(10_000)),
+            ),
+            (
+                "records[1].key",
+                format!(
+                    r#"{{"records": [{{}}, {{"key": {}}}]}}"#,
+                    nest(MAX_JSON_DEPTH + 1)
+                ),
+            ),
+            (
+                "records[0].headers[1].value",
+                format!(
+                    r#"{{"records": [{{"headers": [{{"key": "a"}}, {{"key": "b", "value": {}}}]}}]}}"#,
+                    nest(200)
+                ),
+            ),
+        ] {
+            let message = error_of(&body);
+            assert!(
+                message.starts_with(&format!("invalid_request: {field}: JSON nested deeper")),
+                "{message}"
+            );
+        }
+        // Brackets inside strings do not count; escaped quotes do not end a string.
+        let text = format!(r#"{{"a": "{}\"{}"}}"#, "[".repeat(500), "{".repeat(500));
+        assert!(!nested_deeper_than(text.as_bytes(), MAX_JSON_DEPTH));
+        assert!(nested_deeper_than(b"[[[1]]]", 2));
+        assert!(!nested_deeper_than(b"[[1],[2],[3]]", 2));
+        assert!(!nested_deeper_than(b"\"[[[[\"", 2));
     }
 }

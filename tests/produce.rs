@@ -231,7 +231,10 @@ fn partial_success_appends_the_good_records_and_names_the_bad_field() {
         assert!(bad["partition"].is_null());
         assert_eq!(bad["retriable"], false, "a bad record fails again on retry");
     }
-    assert!(offsets[0]["retriable"].is_null(), "only failures say whether to retry");
+    assert!(
+        offsets[0]["retriable"].is_null(),
+        "only failures say whether to retry"
+    );
     assert_eq!(offsets[5]["partition"], 1);
     let (_, read) = broker.read("partial", 1, "?value_format=binary");
     let values: Vec<&Value> = read["records"]

@@ -11,6 +11,8 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::error::LogError;
 use crate::naming;
@@ -28,6 +30,95 @@ pub struct PartitionLog {
     unsynced: Vec<Offset>,
     /// Set when a segment file was created or deleted: the directory must be fsynced too.
     dir_unsynced: bool,
+    /// `[storage] min_free_bytes`, shared by every partition of the data dir.
+    reserve: Option<Arc<DiskReserve>>,
+}
+
+/// A floor of free space under the data dir (`[storage] min_free_bytes`): an append that
+/// would leave less free is refused as [`LogError::DiskFull`] (507) before anything is written,
+/// so the disk never fills up under the broker (or whatever else shares it).
+///
+/// Cheap on the append path: the free space is read with statvfs(2) at most every
+/// [`RESERVE_REFRESH`] or [`RESERVE_REFRESH_BYTES`] appended, and in between estimated by
+/// subtracting what was appended. Near the floor (the estimate says no) it is read again
+/// before refusing, so freed space is seen at once.
+#[derive(Debug)]
+pub struct DiskReserve {
+    dir: PathBuf,
+    min_free: u64,
+    state: Mutex<ReserveState>,
+}
+
+#[derive(Debug, Default)]
+struct ReserveState {
+    /// Estimated free bytes (for unprivileged writers: `f_bavail`).
+    free: u64,
+    /// Bytes claimed since `free` was read.
+    claimed: u64,
+    read_at: Option<Instant>,
+    /// Whether the last statvfs failed (logged once, not per append).
+    failing: bool,
+}
+
+/// How stale the free-space reading may get.
+pub const RESERVE_REFRESH: Duration = Duration::from_millis(100);
+/// How many appended bytes before the free space is read again.
+pub const RESERVE_REFRESH_BYTES: u64 = 1 << 20;
+
+impl DiskReserve {
+    pub fn new(dir: impl Into<PathBuf>, min_free: u64) -> Self {
+        Self {
+            dir: dir.into(),
+            min_free,
+            state: Mutex::new(ReserveState::default()),
+        }
+    }
+
+    /// Claims `bytes` of the free space, or refuses if writing them would leave less than
+    /// the reserve free.
+    pub fn claim(&self, bytes: u64) -> Result<(), LogError> {
+        let needed = self.min_free.saturating_add(bytes);
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let stale = state
+            .read_at
+            .is_none_or(|at| at.elapsed() >= RESERVE_REFRESH)
+            || state.claimed >= RESERVE_REFRESH_BYTES
+            || state.free < needed;
+        if stale {
+            match free_bytes(&self.dir) {
+                Ok(free) => {
+                    state.free = free;
+                    state.claimed = 0;
+                    state.read_at = Some(Instant::now());
+                    state.failing = false;
+                }
+                Err(e) => {
+                    // Cannot tell: let the write itself find out.
+                    if !std::mem::replace(&mut state.failing, true) {
+                        log::warn!(
+                            "{}: cannot read free space for min_free_bytes: {e}",
+                            self.dir.display()
+                        );
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        if state.free < needed {
+            return Err(LogError::DiskFull {
+                path: self.dir.clone(),
+            });
+        }
+        state.free -= bytes;
+        state.claimed += bytes;
+        Ok(())
+    }
+}
+
+/// Bytes an unprivileged writer may still use on the file system holding `dir`.
+fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    let stat = rustix::fs::statvfs(dir)?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 /// What a background flush must fsync to make everything appended so far durable.
@@ -114,7 +205,13 @@ impl PartitionLog {
             segments,
             unsynced: Vec::new(),
             dir_unsynced,
+            reserve: None,
         })
+    }
+
+    /// Makes appends keep `reserve` free on the data dir's file system (see [`DiskReserve`]).
+    pub fn set_reserve(&mut self, reserve: Option<Arc<DiskReserve>>) {
+        self.reserve = reserve;
     }
 
     pub fn dir(&self) -> &Path {
@@ -175,6 +272,9 @@ impl PartitionLog {
                 size: batch.len(),
                 limit: self.config.segment_bytes,
             });
+        }
+        if let Some(reserve) = &self.reserve {
+            reserve.claim(batch.len() as u64)?;
         }
         if !self.active().is_empty()
             && self.active().len() + batch.len() as u64 > self.config.segment_bytes

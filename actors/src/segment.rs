@@ -51,16 +51,24 @@ impl Segment {
     /// Creates a new, empty segment (and its index) in `dir`. Fails if the file exists.
     pub fn create(dir: &Path, base_offset: Offset) -> Result<Self, LogError> {
         let path = naming::segment_file(dir, base_offset);
+        let index_path = naming::index_file(dir, base_offset);
+        // A stale index without its segment would be trusted later: start it empty.
+        let _ = std::fs::remove_file(&index_path);
+        // The index first, the segment file last: once the `.log` exists nothing else can
+        // fail, so a failed roll never leaves an empty segment behind. (One left behind would
+        // sit inside the active segment's offsets once the log moved on without rolling, and
+        // recovery would then drop every later segment, acknowledged data included.) A
+        // leftover index without its segment is removed at the next start.
+        let (index, _) = OffsetIndex::open(&index_path, base_offset, 0)?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .open(&path)
-            .map_err(|e| LogError::io("creating segment", &path, e))?;
-        let index_path = naming::index_file(dir, base_offset);
-        // A stale index without its segment would be trusted later: start it empty.
-        let _ = std::fs::remove_file(&index_path);
-        let (index, _) = OffsetIndex::open(&index_path, base_offset, 0)?;
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&index_path);
+                LogError::io("creating segment", &path, e)
+            })?;
         Ok(Self {
             base_offset,
             path,

@@ -18,7 +18,7 @@ use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{LogError, TopicError};
-use crate::log::PartitionLog;
+use crate::log::{DiskReserve, PartitionLog};
 use crate::messages::{GetStats, PartitionStats, Shutdown};
 use crate::naming;
 use crate::partition::PartitionActor;
@@ -35,6 +35,8 @@ pub struct BrokerOptions {
     pub arbiters: usize,
     /// How often each partition applies its retention settings.
     pub retention_check_interval: Duration,
+    /// Free bytes appends must leave on the data dir's file system; 0 = no reserve.
+    pub min_free_bytes: u64,
 }
 
 impl BrokerOptions {
@@ -43,6 +45,7 @@ impl BrokerOptions {
             data_dir: data_dir.into(),
             arbiters: std::thread::available_parallelism().map_or(2, |n| n.get()),
             retention_check_interval: Duration::from_secs(300),
+            min_free_bytes: 0,
         }
     }
 }
@@ -93,6 +96,8 @@ pub struct TopicRegistry {
     admin: tokio::sync::Mutex<()>,
     /// Held for the registry's life: a second broker on the same data dir fails to start.
     _lock: File,
+    /// `min_free_bytes`, shared by every partition.
+    reserve: Option<Arc<DiskReserve>>,
 }
 
 impl TopicRegistry {
@@ -150,6 +155,8 @@ impl TopicRegistry {
             topics: RwLock::new(BTreeMap::new()),
             admin: tokio::sync::Mutex::new(()),
             _lock: lock,
+            reserve: (options.min_free_bytes > 0)
+                .then(|| Arc::new(DiskReserve::new(&options.data_dir, options.min_free_bytes))),
             options,
         };
         // Recovery of many partitions is I/O bound: open them in parallel.
@@ -175,7 +182,8 @@ impl TopicRegistry {
         Ok(registry)
     }
 
-    fn start_partition(&self, topition: Topition, log: PartitionLog) -> Addr<PartitionActor> {
+    fn start_partition(&self, topition: Topition, mut log: PartitionLog) -> Addr<PartitionActor> {
+        log.set_reserve(self.reserve.clone());
         let i = self.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
         let retention = self.options.retention_check_interval;
         PartitionActor::start_in_arbiter(&self.arbiters[i].handle(), move |_| {

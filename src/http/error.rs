@@ -44,6 +44,9 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("topic {0} already exists")]
     TopicAlreadyExists(String),
+    /// The client did not send the whole body within `[server] body_read_timeout_ms`.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// The body is over `max_request_bytes`; it was not read past the limit.
     #[error("request body is larger than max_request_bytes ({limit} bytes)")]
     PayloadTooLarge { limit: usize },
@@ -88,6 +91,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::TopicAlreadyExists(_) => "topic_already_exists",
+            ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::OffsetOutOfRange(_) => "offset_out_of_range",
@@ -113,6 +117,7 @@ impl ResponseError for ApiError {
             | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TopicAlreadyExists(_) => StatusCode::CONFLICT,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::OffsetOutOfRange(_) => StatusCode::RANGE_NOT_SATISFIABLE,
@@ -138,6 +143,11 @@ impl ResponseError for ApiError {
             }
             ApiError::Unauthorized => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            // The rest of the body was never read: close the connection rather than read
+            // (or drain) what may be an endless upload.
+            ApiError::PayloadTooLarge { .. } | ApiError::RequestTimeout(_) => {
+                response.force_close();
             }
             _ => {}
         }

@@ -23,7 +23,7 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::backend::{BackendError, BatchOutcome, TopicMeta};
 use crate::http::error::ApiError;
-use crate::produce::{parse_body, prepare, PreparedProduce, ProduceSettings};
+use crate::produce::{parse_body, prepare, PreparedProduce, ProduceSettings, ITEM_OVERHEAD_BYTES};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -100,10 +100,15 @@ pub async fn produce(
     if declared.is_some_and(|len| len > limit) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    let _permit = reserve_inflight(&state, declared.unwrap_or(limit))?;
+    let reserved = declared.unwrap_or(limit);
+    let permit = reserve_inflight(&state, reserved)?;
     let body = read_body(payload, declared, limit).await?;
 
     let parsed = parse_body(&body)?;
+    // Parsed records, the batches built from them and the per-record answers take memory
+    // beyond the body's bytes: charge that to the budget too.
+    let expansion = reserve_expansion(&state, reserved, body.len(), parsed.items())?;
+    let permits = (permit, expansion);
     let settings = ProduceSettings::resolve(
         &parsed,
         state.backend.batch_compression(compression),
@@ -131,6 +136,7 @@ pub async fn produce(
             record_count,
             remaining,
             arrived,
+            permits,
         )
         .await;
     }
@@ -174,6 +180,8 @@ async fn append(
     Ok(state.backend.produce(topic, compression, batches).await?)
 }
 
+// The request's parts, each handed over once; a struct for them would only rename them.
+#[allow(clippy::too_many_arguments)]
 async fn accept_async(
     state: web::Data<AppState>,
     topic: TopicMeta,
@@ -182,6 +190,7 @@ async fn accept_async(
     record_count: usize,
     timeout: Duration,
     arrived: Instant,
+    permits: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
 ) -> Result<HttpResponse, ApiError> {
     let request_id = ulid::Ulid::new().to_string();
     state
@@ -200,6 +209,8 @@ async fn accept_async(
     let id = request_id.clone();
     let task_state = state.clone();
     actix_web::rt::spawn(async move {
+        // The batches stay in memory until appended: so does their share of the budget.
+        let _permits = permits;
         let state = task_state;
         state.status.do_send(MarkProcessing {
             request_id: id.clone(),
@@ -317,6 +328,29 @@ fn reserve_inflight(state: &AppState, bytes: usize) -> Result<OwnedSemaphorePerm
         })
 }
 
+/// Takes from the in-flight budget what a parsed request needs beyond the `reserved` bytes
+/// already taken for its body: about the body again (the batches are built while the body is
+/// still held) plus [`ITEM_OVERHEAD_BYTES`] per record and header. Never more than the whole
+/// budget minus `reserved`, so a request that fits `max_request_bytes` can always run alone.
+fn reserve_expansion(
+    state: &AppState,
+    reserved: usize,
+    body_len: usize,
+    items: usize,
+) -> Result<Option<OwnedSemaphorePermit>, ApiError> {
+    let budget = usize::try_from(state.config.producer.max_inflight_bytes).unwrap_or(usize::MAX);
+    let needed = body_len
+        .saturating_mul(2)
+        .saturating_add(items.saturating_mul(ITEM_OVERHEAD_BYTES));
+    let extra = needed
+        .saturating_sub(reserved)
+        .min(budget.saturating_sub(reserved));
+    if extra == 0 {
+        return Ok(None);
+    }
+    reserve_inflight(state, extra).map(Some)
+}
+
 /// Reads the body, refusing it as soon as it passes `limit` (the rest is never read).
 async fn read_body(
     mut payload: web::Payload,
@@ -325,7 +359,7 @@ async fn read_body(
 ) -> Result<BytesMut, ApiError> {
     let mut body = BytesMut::with_capacity(declared.unwrap_or(8192).min(limit));
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::InvalidRequest(format!("reading body: {e}")))?;
+        let chunk = chunk.map_err(super::body_error)?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge { limit });
         }

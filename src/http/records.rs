@@ -96,15 +96,19 @@ pub async fn read(
             "offset: must not be negative".into(),
         ));
     }
+    // A schema given with a format other than avro is ignored, as in a produce request.
+    let schema_for = |format: Format, schema: Option<&str>| -> Option<String> {
+        schema.filter(|_| format == Format::Avro).map(str::to_owned)
+    };
     let key_format = RecordFormat::new(
         query.key_format,
-        query.key_schema.as_deref(),
+        schema_for(query.key_format, query.key_schema.as_deref()).as_deref(),
         &state.schemas,
     )
     .map_err(|e| ApiError::InvalidRequest(format!("key_format: {e}")))?;
     let value_format = RecordFormat::new(
         query.value_format,
-        query.value_schema.as_deref(),
+        schema_for(query.value_format, query.value_schema.as_deref()).as_deref(),
         &state.schemas,
     )
     .map_err(|e| ApiError::InvalidRequest(format!("value_format: {e}")))?;

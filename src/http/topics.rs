@@ -10,6 +10,7 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::backend::TopicDescription;
 use crate::http::error::ApiError;
+use crate::produce::JsonObject;
 
 #[derive(Serialize)]
 struct TopicSummary<'a> {
@@ -126,24 +127,36 @@ pub struct CreateTopic {
     #[serde(default)]
     partitions: Option<u32>,
     #[serde(default)]
-    config: TopicSettings,
+    config: JsonObject<TopicSettings>,
 }
 
 /// `POST /api/topics`.
 pub async fn create(
     state: web::Data<AppState>,
     caller: Caller,
-    body: web::Json<CreateTopic>,
+    body: web::Json<JsonObject<CreateTopic>>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
+    let JsonObject(body) = body.into_inner();
     let name = TopicName::new(body.name.clone())
         .map_err(|e| ApiError::InvalidRequest(format!("name: {e}")))?;
     caller.check(name.as_str())?;
-    let mut settings = body.config;
+    let JsonObject(mut settings) = body.config;
     if body.partitions.is_some() {
+        // The shorthand wins, but a `config.partitions` out of range is still an error.
+        if let Some(p) = settings.partitions {
+            if !(1..=crate::config::MAX_PARTITIONS).contains(&p) {
+                return Err(ApiError::InvalidRequest(format!(
+                    "config.partitions: must be 1..={}, got {p}",
+                    crate::config::MAX_PARTITIONS
+                )));
+            }
+        }
         settings.partitions = body.partitions;
     }
     let config = settings.apply(state.config.default_topic_config())?;
+    if state.config.backend.kind == crate::config::BackendKind::Local {
+        check_open_file_headroom(config.partitions)?;
+    }
     let created = state.backend.create(name, config).await?;
     Ok(HttpResponse::Created()
         .insert_header((
@@ -151,6 +164,43 @@ pub async fn create(
             format!("/api/topics/{}", created.meta.name),
         ))
         .json(description_json(&created)))
+}
+
+/// Files each partition of the embedded log keeps open: its active segment and its index.
+const FILES_PER_PARTITION: u64 = 2;
+
+/// 507 if creating `partitions` partitions would take the process near its open-file limit.
+///
+/// Every partition holds files open for its whole life, so one request for 10,000 partitions
+/// takes 20,000 descriptors: past the limit, the broker can no longer accept connections or
+/// roll segments, for every client. A quarter of the limit (at least 1024) is kept for those.
+fn check_open_file_headroom(partitions: u32) -> Result<(), ApiError> {
+    let Some((limit, open)) = open_files() else {
+        return Ok(());
+    };
+    let reserve = (limit / 4).max(1024);
+    let needed = u64::from(partitions) * FILES_PER_PARTITION;
+    if open + needed + reserve > limit {
+        return Err(ApiError::InsufficientStorage(format!(
+            "{partitions} partitions need {needed} open files; the broker has {open} of its limit of {limit} open and keeps {reserve} for connections: create fewer partitions or raise the open-file limit (ulimit -n)"
+        )));
+    }
+    Ok(())
+}
+
+/// The soft open-file limit and the number of files open now, where /proc tells them.
+fn open_files() -> Option<(u64, u64)> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    // "Max open files            20000                20000                files"
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()?;
+    let open = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
+    Some((soft, open))
 }
 
 fn description_json(topic: &TopicDescription) -> serde_json::Value {
