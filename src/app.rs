@@ -18,6 +18,7 @@ use crate::auth::{require_api_key, Authenticator};
 use crate::backend::{Backend, KafkaBackend, LocalBackend};
 use crate::config::{BackendKind, Config};
 use crate::formats::AvroSchemaCache;
+use crate::idempotency::IdempotencyTable;
 use crate::metrics::Metrics;
 use crate::partitioner::RoundRobin;
 
@@ -33,6 +34,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub schemas: AvroSchemaCache,
     pub round_robin: RoundRobin,
+    /// `Idempotency-Key`s of the dedup window.
+    pub idempotency: IdempotencyTable,
     /// `None` when `[auth] enabled = false`.
     pub auth: Option<Arc<Authenticator>>,
     /// Request bytes being processed, bounded by `[producer] max_inflight_bytes`.
@@ -63,11 +66,17 @@ pub async fn run(config: Config) -> Result<(), String> {
         None
     };
     let backend = open_backend(&config).await?;
+    let idempotency = IdempotencyTable::new(
+        config.producer.idempotency_window(),
+        config.producer.idempotency_max_keys,
+    );
+    backend.recover_idempotency(&idempotency);
     let status = StatusActor::new(
         config.async_requests.status_ttl(),
         config.async_requests.cleanup_interval(),
         config.async_requests.max_pending,
     )
+    .with_max_finished_records(config.async_requests.max_finished_records)
     .start();
     let inflight = config
         .producer
@@ -79,6 +88,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         metrics: Metrics::new(),
         schemas: AvroSchemaCache::new(AVRO_CACHE_ENTRIES, AVRO_CACHE_MAX_TEXT),
         round_robin: RoundRobin::new(),
+        idempotency,
         auth: api_keys,
         inflight_bytes: Arc::new(Semaphore::new(inflight)),
         shutting_down: AtomicBool::new(false),
@@ -90,6 +100,8 @@ pub async fn run(config: Config) -> Result<(), String> {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(app_state.clone())
+            // Answers are compressed as the client's Accept-Encoding asks.
+            .wrap(actix_web::middleware::Compress::default())
             .wrap(from_fn(crate::http::guard_request))
             .wrap(from_fn(require_api_key))
             .wrap(from_fn(crate::http::health::count_requests))
@@ -206,6 +218,7 @@ async fn open_backend(config: &Config) -> Result<Backend, String> {
             options.retention_check_interval =
                 Duration::from_millis(config.storage.retention_check_interval_ms);
             options.min_free_bytes = config.storage.min_free_bytes;
+            options.idempotency_window = config.producer.idempotency_window();
             let started = std::time::Instant::now();
             let registry =
                 Arc::new(TopicRegistry::open(options, declared).map_err(|e| e.to_string())?);

@@ -25,6 +25,9 @@ pub struct Authenticator {
 #[derive(Clone, Debug)]
 pub struct Caller {
     scope: TopicScope,
+    /// The SHA-256 digest of the caller's API key (all zero when auth is off): what scopes
+    /// per-key state such as idempotency keys. Never shown anywhere.
+    id: [u8; 32],
 }
 
 impl Caller {
@@ -32,7 +35,12 @@ impl Caller {
     pub fn anyone() -> Self {
         Self {
             scope: TopicScope::all(),
+            id: [0; 32],
         }
+    }
+
+    pub fn id(&self) -> &[u8; 32] {
+        &self.id
     }
 
     /// 403 unless this caller may use `topic`.
@@ -67,6 +75,7 @@ impl Authenticator {
             if bool::from(key.ct_eq(&digest)) && found.is_none() {
                 found = Some(Caller {
                     scope: scope.clone(),
+                    id: *key,
                 });
             }
         }

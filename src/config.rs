@@ -469,6 +469,12 @@ pub struct ProducerConfig {
     /// Budget of request bytes being processed at once; a request that would exceed it gets
     /// 429. Default 256 MiB; at least `server.max_request_bytes`.
     pub max_inflight_bytes: u64,
+    /// How long an `Idempotency-Key` is remembered, from its first request. Default 86400
+    /// (24 h); at least 1.
+    pub idempotency_window_secs: u64,
+    /// At most this many idempotency keys are remembered (about 200 bytes each); past it the
+    /// oldest are forgotten first. Default 100000; at least 1.
+    pub idempotency_max_keys: usize,
 }
 
 impl Default for ProducerConfig {
@@ -476,6 +482,8 @@ impl Default for ProducerConfig {
         Self {
             request_timeout_ms: 30_000,
             max_inflight_bytes: 256 * 1024 * 1024,
+            idempotency_window_secs: 24 * 3600,
+            idempotency_max_keys: 100_000,
         }
     }
 }
@@ -485,9 +493,19 @@ impl ProducerConfig {
         Duration::from_millis(self.request_timeout_ms)
     }
 
+    pub fn idempotency_window(&self) -> Duration {
+        Duration::from_secs(self.idempotency_window_secs)
+    }
+
     fn check(&self, server: &ServerConfig, problems: &mut Problems) {
         if self.request_timeout_ms == 0 {
             problems.push("producer.request_timeout_ms", "must be at least 1");
+        }
+        if self.idempotency_window_secs == 0 {
+            problems.push("producer.idempotency_window_secs", "must be at least 1");
+        }
+        if self.idempotency_max_keys == 0 {
+            problems.push("producer.idempotency_max_keys", "must be at least 1");
         }
         // A smaller budget than the largest request would turn every large request into a 429
         // that no retry can ever get through.
@@ -513,6 +531,10 @@ pub struct AsyncConfig {
     pub cleanup_interval_secs: u64,
     /// Most async requests not yet finished; beyond it, 429. Default 10000; at least 1.
     pub max_pending: usize,
+    /// Most per-record results kept by finished requests (about 100 bytes each); past it the
+    /// oldest finished statuses are dropped before their TTL (their id then answers 404).
+    /// Default 1000000 (≈ 100 MB); at least 1.
+    pub max_finished_records: usize,
 }
 
 impl Default for AsyncConfig {
@@ -521,6 +543,7 @@ impl Default for AsyncConfig {
             status_ttl_secs: 1800,
             cleanup_interval_secs: 300,
             max_pending: 10_000,
+            max_finished_records: 1_000_000,
         }
     }
 }
@@ -543,6 +566,9 @@ impl AsyncConfig {
         }
         if self.max_pending == 0 {
             problems.push("async.max_pending", "must be at least 1");
+        }
+        if self.max_finished_records == 0 {
+            problems.push("async.max_finished_records", "must be at least 1");
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod backend;
 pub mod config;
 pub mod formats;
 pub mod http;
+pub mod idempotency;
 pub mod metrics;
 pub mod partitioner;
 pub mod produce;

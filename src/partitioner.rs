@@ -76,6 +76,14 @@ impl RoundRobin {
         Self::default()
     }
 
+    /// A round-robin whose first pick is `start % partitions`: for requests that must place
+    /// records the same way every time they are retried.
+    pub fn starting_at(start: u32) -> Self {
+        Self {
+            counter: AtomicU32::new(start),
+        }
+    }
+
     /// The next partition in `0..partitions`. When the counter wraps at 2^32 one partition may
     /// be picked twice in a row; over billions of records that skew is noise. `partitions == 0`
     /// yields 0 (see [`partition_for_key`]).

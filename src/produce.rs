@@ -478,6 +478,7 @@ pub fn prepare(
         batches.push(PartitionBatch {
             partition,
             batch: encoded.bytes,
+            tag: None,
         });
     }
     Ok(PreparedProduce {
@@ -525,6 +526,11 @@ fn parse_headers(
 }
 
 impl PreparedProduce {
+    /// How many records batch `i` holds.
+    pub fn batch_len(&self, i: usize) -> usize {
+        self.members[i].len()
+    }
+
     /// Fills in the offsets from the partitions' answers (one per batch, same order). A
     /// batch that failed as a whole fails the request: nothing of it may look acknowledged.
     /// Records a backend refused one by one get their own error entries.

@@ -824,3 +824,50 @@ fn two_gateways_share_one_cluster() {
         assert!(consumed.contains_key(&(*partition as i32, *offset)));
     }
 }
+
+#[test]
+fn an_idempotent_retry_returns_the_offsets_kafka_assigned_and_sends_nothing_again() {
+    let bootstrap = test_kafka();
+    let gateway = spawn_gateway(&bootstrap, "");
+    let topic = unique("idem");
+    create(&gateway, &topic, json!({"name": topic, "partitions": 3}));
+    let records: Vec<Value> = (0..30)
+        .map(|i| {
+            if i % 2 == 0 {
+                json!({"key": format!("k{i}"), "value": i})
+            } else {
+                json!({"value": i})
+            }
+        })
+        .collect();
+    let body = json!({"key_format": "string", "records": records});
+    let send = |body: &Value| {
+        common::status_json(
+            gateway
+                .post(&format!("/api/topics/{topic}/produce"))
+                .header("Idempotency-Key", "kafka-retry-1")
+                .json(body)
+                .send()
+                .expect("produce"),
+        )
+    };
+    let (status, first) = send(&body);
+    assert_eq!(status, 200, "{first}");
+    for _ in 0..2 {
+        let (status, again) = send(&body);
+        assert_eq!(status, 200, "{again}");
+        assert_eq!(again, first);
+    }
+    let (status, reused) = send(&json!({"records": [{"value": 1}]}));
+    assert_eq!(status, 422, "{reused}");
+    assert_eq!(reused["error_code"], "idempotency_key_reused");
+    let consumed = consume_all(&bootstrap, &topic, 3);
+    assert_eq!(consumed.len(), 30, "Kafka holds one copy");
+    for (i, entry) in first["offsets"].as_array().unwrap().iter().enumerate() {
+        let at = (
+            entry["partition"].as_i64().unwrap() as i32,
+            entry["offset"].as_i64().unwrap(),
+        );
+        assert_eq!(consumed[&at].value, Some(i.to_string().into_bytes()));
+    }
+}

@@ -8,7 +8,8 @@
 //!   [`compression`] (its codecs); [`segment`] (one file of batches, written with `pwrite`,
 //!   read through `mmap`) with its sparse [`index`]; [`recovery`] (where valid data ends after
 //!   a crash); [`log`] (a partition's ordered segments: append, read, roll, retention);
-//!   [`naming`] (every file name, built and parsed in one place).
+//!   [`naming`] (every file name, built and parsed in one place); [`idempotency`] (the
+//!   journal of where idempotent requests' batches went, flushed with them).
 //! - The actors: [`partition::PartitionActor`] owns one partition's log and group-commits its
 //!   flushes; [`producer::ProducerActor`] fans a request's batches out to partitions;
 //!   [`status::StatusActor`] holds async request state with TTL sweeps; their messages live
@@ -27,6 +28,7 @@
 
 pub mod compression;
 pub mod error;
+pub mod idempotency;
 pub mod index;
 pub mod log;
 pub mod messages;

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::error::LogError;
+use crate::idempotency::{IdempotencyJournal, IdempotencyTag, JournalEntry, Liveness};
 use crate::naming;
 use crate::record_batch::{self, BatchHeader};
 use crate::segment::{self, AppendedBatch, Segment};
@@ -32,6 +33,10 @@ pub struct PartitionLog {
     dir_unsynced: bool,
     /// `[storage] min_free_bytes`, shared by every partition of the data dir.
     reserve: Option<Arc<DiskReserve>>,
+    /// Created by the first idempotent append (or found at start).
+    journal: Option<IdempotencyJournal>,
+    /// Whether the journal was written since the last flush.
+    journal_unsynced: bool,
 }
 
 /// A floor of free space under the data dir (`[storage] min_free_bytes`): an append that
@@ -206,7 +211,22 @@ impl PartitionLog {
             unsynced: Vec::new(),
             dir_unsynced,
             reserve: None,
+            journal: None,
+            journal_unsynced: false,
         })
+    }
+
+    /// Reads the idempotency journal (if any) and returns the entries whose batches the log
+    /// still holds, created at or after `oldest_ms`. Call once, after [`PartitionLog::open`].
+    pub fn load_idempotency(&mut self, oldest_ms: i64) -> Result<Vec<JournalEntry>, LogError> {
+        let live = Liveness {
+            log_start: self.start_offset(),
+            log_end: self.end_offset(),
+            oldest_ms,
+        };
+        let (journal, entries) = IdempotencyJournal::load(&self.dir, live)?;
+        self.journal = journal;
+        Ok(entries)
     }
 
     /// Makes appends keep `reserve` free on the data dir's file system (see [`DiskReserve`]).
@@ -261,6 +281,17 @@ impl PartitionLog {
     ///
     /// On error nothing was appended and the end offset is unchanged.
     pub fn append(&mut self, batch: &mut [u8]) -> Result<AppendedBatch, LogError> {
+        self.append_tagged(batch, None)
+    }
+
+    /// [`PartitionLog::append`] for a batch of an idempotent request: its journal entry is
+    /// written first, and taken back if the batch cannot be written, so the journal never
+    /// names a batch the log does not hold.
+    pub fn append_tagged(
+        &mut self,
+        batch: &mut [u8],
+        tag: Option<&IdempotencyTag>,
+    ) -> Result<AppendedBatch, LogError> {
         let header = BatchHeader::parse(batch).map_err(LogError::InvalidBatch)?;
         if header.total_len() != batch.len() || header.last_offset_delta < 0 {
             return Err(LogError::InvalidBatch(record_batch::BatchError::Malformed(
@@ -289,12 +320,49 @@ impl PartitionLog {
             ..header
         };
         let interval = self.config.index_interval_bytes;
-        let appended = self.active_mut().append(batch, &header, interval)?;
+        if let Some(tag) = tag {
+            self.journal_append(JournalEntry {
+                tag: *tag,
+                base_offset,
+                record_count: (header.last_offset_delta as u32).saturating_add(1),
+            })?;
+        }
+        let appended = match self.active_mut().append(batch, &header, interval) {
+            Ok(appended) => appended,
+            Err(e) => {
+                if tag.is_some() {
+                    self.journal_take_back()?;
+                }
+                return Err(e);
+            }
+        };
         let active_base = self.active().base_offset();
         if self.unsynced.last() != Some(&active_base) {
             self.unsynced.push(active_base);
         }
         Ok(appended)
+    }
+
+    fn journal_append(&mut self, entry: JournalEntry) -> Result<(), LogError> {
+        let journal = match &mut self.journal {
+            Some(journal) => journal,
+            None => {
+                self.dir_unsynced = true;
+                self.journal.insert(IdempotencyJournal::create(&self.dir)?)
+            }
+        };
+        journal.append(&entry)?;
+        self.journal_unsynced = true;
+        Ok(())
+    }
+
+    /// Removes the entry just written; if that fails the journal may name a batch that is not
+    /// in the log, so the partition must stop taking writes.
+    fn journal_take_back(&mut self) -> Result<(), LogError> {
+        let journal = self.journal.as_mut().expect("an entry was just written");
+        journal.remove_last().map_err(|e| LogError::FailStopped {
+            reason: format!("cannot take back an idempotency journal entry: {e}"),
+        })
     }
 
     /// Starts a new active segment at the log end offset. The old one stays in `unsynced`
@@ -375,6 +443,11 @@ impl PartitionLog {
                 }
             }
         }
+        if std::mem::take(&mut self.journal_unsynced) {
+            if let Some(journal) = &self.journal {
+                files.push(journal.sync_handle()?);
+            }
+        }
         let dir = std::mem::take(&mut self.dir_unsynced).then(|| self.dir.clone());
         Ok(SyncTargets { files, dir })
     }
@@ -384,11 +457,15 @@ impl PartitionLog {
     pub fn take_everything(&mut self) -> Result<SyncTargets, LogError> {
         self.unsynced.clear();
         self.dir_unsynced = false;
-        let mut files = Vec::with_capacity(self.segments.len() * 2);
+        self.journal_unsynced = false;
+        let mut files = Vec::with_capacity(self.segments.len() * 2 + 1);
         for segment in &self.segments {
             let (log, index) = segment.sync_handles()?;
             files.push(log);
             files.push(index);
+        }
+        if let Some(journal) = &self.journal {
+            files.push(journal.sync_handle()?);
         }
         Ok(SyncTargets {
             files,
@@ -397,7 +474,7 @@ impl PartitionLog {
     }
 
     pub fn has_unsynced(&self) -> bool {
-        !self.unsynced.is_empty() || self.dir_unsynced
+        !self.unsynced.is_empty() || self.dir_unsynced || self.journal_unsynced
     }
 
     /// Deletes whole sealed segments past retention (by age of their newest record, and by

@@ -3,6 +3,7 @@
 use actix::Message;
 
 use crate::error::LogError;
+use crate::idempotency::IdempotencyTag;
 use crate::types::Offset;
 
 /// Append one batch (built with base offset 0, CRC already computed) to a partition.
@@ -12,6 +13,8 @@ use crate::types::Offset;
 #[rtype(result = "Result<AppendAck, LogError>")]
 pub struct Append {
     pub batch: Vec<u8>,
+    /// Set for a batch of an idempotent request: journaled with it (see `idempotency`).
+    pub tag: Option<IdempotencyTag>,
 }
 
 /// Where an appended batch landed.

@@ -6,6 +6,7 @@
 //! <data_dir>/.lock                             held while a broker owns the directory
 //! <data_dir>/<topic>-<partition>/<base:020>.log    segment: concatenated RecordBatch v2
 //! <data_dir>/<topic>-<partition>/<base:020>.index  sparse offset index of that segment
+//! <data_dir>/<topic>-<partition>/idempotency.journal  where idempotent requests' batches went
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -24,6 +25,13 @@ pub const DELETE_SUFFIX: &str = ".deleted";
 
 pub fn partition_dir(data_dir: &Path, topition: &Topition) -> PathBuf {
     data_dir.join(format!("{}-{}", topition.topic, topition.partition))
+}
+
+/// The partition's idempotency journal (see `idempotency`).
+pub const IDEMPOTENCY_JOURNAL: &str = "idempotency.journal";
+
+pub fn idempotency_journal_file(dir: &Path) -> PathBuf {
+    dir.join(IDEMPOTENCY_JOURNAL)
 }
 
 pub fn segment_file(dir: &Path, base_offset: Offset) -> PathBuf {

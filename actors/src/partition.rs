@@ -19,6 +19,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::error::LogError;
+use crate::idempotency::IdempotencyTag;
 use crate::log::PartitionLog;
 use crate::messages::{
     Append, AppendAck, EnforceRetention, GetStats, PartitionStats, Read, Shutdown,
@@ -61,13 +62,17 @@ impl PartitionActor {
     }
 
     /// Appends one batch to the log. Plain method, so it can be tested without a mailbox.
-    pub fn append(&mut self, mut batch: Vec<u8>) -> Result<AppendAck, LogError> {
+    pub fn append(
+        &mut self,
+        mut batch: Vec<u8>,
+        tag: Option<&IdempotencyTag>,
+    ) -> Result<AppendAck, LogError> {
         if let Some(reason) = &self.fail_stop {
             return Err(LogError::FailStopped {
                 reason: reason.clone(),
             });
         }
-        match self.log.append(&mut batch) {
+        match self.log.append_tagged(&mut batch, tag) {
             Ok(appended) => Ok(AppendAck {
                 base_offset: appended.base_offset,
                 last_offset: appended.last_offset,
@@ -188,7 +193,7 @@ impl Handler<Append> for PartitionActor {
     type Result = ResponseFuture<Result<AppendAck, LogError>>;
 
     fn handle(&mut self, msg: Append, ctx: &mut Self::Context) -> Self::Result {
-        let result = self.append(msg.batch);
+        let result = self.append(msg.batch, msg.tag.as_ref());
         match (result, self.flush_policy()) {
             (Ok(ack), FlushPolicy::Always) => {
                 let (reply, answer) = oneshot::channel();

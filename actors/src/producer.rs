@@ -12,6 +12,7 @@ use actix::prelude::*;
 use futures_util::future::join_all;
 
 use crate::error::LogError;
+use crate::idempotency::IdempotencyTag;
 use crate::messages::{Append, AppendAck};
 use crate::topics::Topic;
 use crate::types::PartitionId;
@@ -21,6 +22,8 @@ pub struct PartitionBatch {
     pub partition: PartitionId,
     /// A whole RecordBatch v2 with base offset 0.
     pub batch: Vec<u8>,
+    /// Set when the request carries an `Idempotency-Key`.
+    pub tag: Option<IdempotencyTag>,
 }
 
 /// Append each batch to its partition; answers with one result per batch, in order.
@@ -58,7 +61,10 @@ pub async fn produce(msg: Produce) -> Vec<Result<AppendAck, LogError>> {
         async move {
             match addr {
                 Some(addr) => addr
-                    .send(Append { batch: pb.batch })
+                    .send(Append {
+                        batch: pb.batch,
+                        tag: pb.tag,
+                    })
                     .await
                     .unwrap_or(Err(LogError::ShutDown)),
                 None => Err(LogError::ShutDown),

@@ -5,6 +5,8 @@
 //! finished requests by when they expire, and a scheduled `Sweep` message pops the expired
 //! front. The number of unfinished requests is bounded by `max_pending`: registering one more
 //! is refused (the HTTP layer answers 429), so a flood of async requests cannot grow memory.
+//! Finished requests are bounded too, by the per-record results they hold
+//! (`max_finished_records`): past it the oldest finished ones are dropped before their TTL.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant, SystemTime};
@@ -161,6 +163,9 @@ pub struct StatusActor {
     requests: HashMap<RequestId, RequestState>,
     expirations: BTreeSet<(Instant, RequestId)>,
     unfinished: usize,
+    /// Per-record results held by finished requests.
+    finished_records: usize,
+    max_finished_records: usize,
     ttl: Duration,
     cleanup_interval: Duration,
     max_pending: usize,
@@ -172,10 +177,19 @@ impl StatusActor {
             requests: HashMap::new(),
             expirations: BTreeSet::new(),
             unfinished: 0,
+            finished_records: 0,
+            max_finished_records: usize::MAX,
             ttl,
             cleanup_interval,
             max_pending,
         }
+    }
+
+    /// Bounds the per-record results finished requests may hold (each ~100 bytes): past it
+    /// the oldest finished requests are forgotten early.
+    pub fn with_max_finished_records(mut self, max: usize) -> Self {
+        self.max_finished_records = max;
+        self
     }
 
     pub fn register(&mut self, msg: Register) -> Result<(), StatusFull> {
@@ -183,6 +197,9 @@ impl StatusActor {
             return Err(StatusFull {
                 pending: self.unfinished,
             });
+        }
+        if self.requests.contains_key(&msg.request_id) {
+            return Ok(());
         }
         let now = SystemTime::now();
         self.unfinished += 1;
@@ -214,7 +231,20 @@ impl StatusActor {
         state.offsets = msg.offsets;
         state.error = msg.error;
         state.updated_at = SystemTime::now();
+        self.finished_records += state.offsets.len();
         self.expirations.insert((now + self.ttl, msg.request_id));
+        while self.finished_records > self.max_finished_records {
+            let Some((_, id)) = self.expirations.pop_first() else {
+                break;
+            };
+            self.forget(&id);
+        }
+    }
+
+    fn forget(&mut self, id: &str) {
+        if let Some(state) = self.requests.remove(id) {
+            self.finished_records -= state.offsets.len();
+        }
     }
 
     /// Removes finished requests that expired at or before `now`.
@@ -225,7 +255,7 @@ impl StatusActor {
                 break;
             }
             let (_, id) = self.expirations.pop_first().expect("first exists");
-            self.requests.remove(&id);
+            self.forget(&id);
             removed += 1;
         }
         removed
@@ -350,6 +380,24 @@ mod tests {
             actor.requests.contains_key("b"),
             "unfinished requests never expire"
         );
+    }
+
+    #[test]
+    fn finished_requests_are_dropped_oldest_first_past_max_finished_records() {
+        let mut actor = StatusActor::new(Duration::from_secs(10), Duration::from_secs(1), 10)
+            .with_max_finished_records(2);
+        let t0 = Instant::now();
+        for (n, id) in ["a", "b", "c"].into_iter().enumerate() {
+            register(&mut actor, id).unwrap();
+            finish(&mut actor, id, t0 + Duration::from_millis(n as u64));
+        }
+        // One record each: only the two newest fit.
+        assert!(!actor.requests.contains_key("a"));
+        assert!(actor.requests.contains_key("b") && actor.requests.contains_key("c"));
+        assert_eq!(actor.finished_records, 2);
+        actor.sweep(t0 + Duration::from_secs(11));
+        assert_eq!(actor.finished_records, 0);
+        assert!(actor.requests.is_empty());
     }
 
     #[test]

@@ -11,13 +11,14 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{LogError, TopicError};
+use crate::idempotency::JournalEntry;
 use crate::log::{DiskReserve, PartitionLog};
 use crate::messages::{GetStats, PartitionStats, Shutdown};
 use crate::naming;
@@ -37,6 +38,9 @@ pub struct BrokerOptions {
     pub retention_check_interval: Duration,
     /// Free bytes appends must leave on the data dir's file system; 0 = no reserve.
     pub min_free_bytes: u64,
+    /// How long idempotency journal entries count (`[producer] idempotency_window_secs`);
+    /// older ones are dropped when the logs are opened.
+    pub idempotency_window: Duration,
 }
 
 impl BrokerOptions {
@@ -46,6 +50,7 @@ impl BrokerOptions {
             arbiters: std::thread::available_parallelism().map_or(2, |n| n.get()),
             retention_check_interval: Duration::from_secs(300),
             min_free_bytes: 0,
+            idempotency_window: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -98,6 +103,8 @@ pub struct TopicRegistry {
     _lock: File,
     /// `min_free_bytes`, shared by every partition.
     reserve: Option<Arc<DiskReserve>>,
+    /// Idempotency journal entries found at start, until the server takes them.
+    recovered_idempotency: std::sync::Mutex<Vec<(Topition, JournalEntry)>>,
 }
 
 impl TopicRegistry {
@@ -157,12 +164,22 @@ impl TopicRegistry {
             _lock: lock,
             reserve: (options.min_free_bytes > 0)
                 .then(|| Arc::new(DiskReserve::new(&options.data_dir, options.min_free_bytes))),
+            recovered_idempotency: Default::default(),
             options,
         };
         // Recovery of many partitions is I/O bound: open them in parallel.
-        let logs = open_logs(&registry.options.data_dir, &topics, arbiter_count)?;
+        let oldest_ms = crate::partition::now_ms()
+            .saturating_sub(registry.options.idempotency_window.as_millis() as i64);
+        let logs = open_logs(
+            &registry.options.data_dir,
+            &topics,
+            arbiter_count,
+            oldest_ms,
+        )?;
         let mut by_topic: BTreeMap<TopicName, Vec<Addr<PartitionActor>>> = BTreeMap::new();
-        for (topition, log) in logs {
+        let mut recovered = Vec::new();
+        for (topition, log, entries) in logs {
+            recovered.extend(entries.into_iter().map(|e| (topition.clone(), e)));
             let addr = registry.start_partition(topition.clone(), log);
             by_topic.entry(topition.topic).or_default().push(addr);
         }
@@ -179,7 +196,22 @@ impl TopicRegistry {
             })
             .collect();
         *registry.topics.write().expect("topics lock") = live;
+        *registry
+            .recovered_idempotency
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = recovered;
         Ok(registry)
+    }
+
+    /// The idempotency journal entries every partition held at start (once; later calls get
+    /// nothing).
+    pub fn take_recovered_idempotency(&self) -> Vec<(Topition, JournalEntry)> {
+        std::mem::take(
+            &mut *self
+                .recovered_idempotency
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 
     fn start_partition(&self, topition: Topition, mut log: PartitionLog) -> Addr<PartitionActor> {
@@ -231,7 +263,7 @@ impl TopicRegistry {
         let to_open: BTreeMap<TopicName, TopicConfig> =
             [(name.clone(), config.clone())].into_iter().collect();
         let logs = tokio::task::spawn_blocking(move || {
-            let logs = open_logs(&data_dir, &to_open, 1)?;
+            let logs = open_logs(&data_dir, &to_open, 1, i64::MAX)?;
             write_topics_file(&data_dir, &all)?;
             Ok::<_, TopicError>(logs)
         })
@@ -239,7 +271,7 @@ impl TopicRegistry {
         .map_err(|e| TopicError::InvalidConfig(format!("create task failed: {e}")))??;
         let partitions = logs
             .into_iter()
-            .map(|(t, log)| self.start_partition(t, log))
+            .map(|(t, log, _)| self.start_partition(t, log))
             .collect();
         let topic = Arc::new(Topic {
             name: name.clone(),
@@ -338,7 +370,8 @@ fn open_logs(
     data_dir: &Path,
     topics: &BTreeMap<TopicName, TopicConfig>,
     threads: usize,
-) -> Result<Vec<(Topition, PartitionLog)>, TopicError> {
+    idempotency_oldest_ms: i64,
+) -> Result<Vec<(Topition, PartitionLog, Vec<JournalEntry>)>, TopicError> {
     let work: Vec<(Topition, &TopicConfig)> = topics
         .iter()
         .flat_map(|(name, config)| {
@@ -362,8 +395,9 @@ fn open_logs(
                     part.iter()
                         .map(|(topition, config)| {
                             let dir = naming::partition_dir(data_dir, topition);
-                            PartitionLog::open(&dir, config.log.clone())
-                                .map(|log| (topition.clone(), log))
+                            let mut log = PartitionLog::open(&dir, config.log.clone())?;
+                            let entries = log.load_idempotency(idempotency_oldest_ms)?;
+                            Ok::<_, LogError>((topition.clone(), log, entries))
                         })
                         .collect::<Result<Vec<_>, _>>()
                 })

@@ -55,6 +55,25 @@ impl LocalBackend {
         self.registry.get(name).map(|t| meta(&t))
     }
 
+    pub fn recover_idempotency(&self, table: &crate::idempotency::IdempotencyTable) {
+        let recovered = self.registry.take_recovered_idempotency();
+        if !recovered.is_empty() {
+            log::info!("{} idempotency journal entries recovered", recovered.len());
+        }
+        for (topition, entry) in recovered {
+            table.recover(
+                topition.topic.as_str(),
+                &entry.tag,
+                crate::idempotency::BatchRef {
+                    partition: topition.partition,
+                    base_offset: entry.base_offset,
+                    record_count: entry.record_count,
+                    offsets: None,
+                },
+            );
+        }
+    }
+
     pub async fn produce(
         &self,
         topic: &TopicMeta,

@@ -196,6 +196,15 @@ impl Backend {
         }
     }
 
+    /// Fills `table` with the idempotency keys the backend kept across a restart (the
+    /// embedded log's journals; a Kafka gateway keeps none).
+    pub fn recover_idempotency(&self, table: &crate::idempotency::IdempotencyTable) {
+        match self {
+            Backend::Local(b) => b.recover_idempotency(table),
+            Backend::Kafka(_) => {}
+        }
+    }
+
     pub async fn delete(&self, name: &str) -> Result<(), BackendError> {
         match self {
             Backend::Local(b) => b.delete(name).await,

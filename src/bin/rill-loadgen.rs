@@ -110,7 +110,13 @@ struct Args {
     /// Print the result as one JSON object instead of `key=value` pairs.
     #[arg(long)]
     json: bool,
+    /// Send a unique `Idempotency-Key` with every produce request (the cost of safe retries).
+    #[arg(long)]
+    idempotency_keys: bool,
 }
+
+/// Length of the generated `Idempotency-Key`s: connection index and request counter in hex.
+const IDEMPOTENCY_KEY_LEN: usize = 24;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 enum Format {
@@ -185,6 +191,8 @@ struct Shared {
 
 struct Request {
     bytes: Bytes,
+    /// Where the `Idempotency-Key` value sits in `bytes`, to be filled in per request.
+    key_at: Option<usize>,
     /// Sum of the record value sizes in bytes (the "payload" of MB/s).
     payload: u64,
 }
@@ -205,13 +213,22 @@ async fn run(args: Args) -> Result<(), String> {
             let (body, payload) = build_body(&args, &mut rng);
             let mut head = format!(
                 "POST {path} HTTP/1.1\r\nHost: {hostport}\r\nContent-Type: application/json\r\n\
-                 Content-Length: {}\r\n\r\n",
+                 Content-Length: {}\r\n",
                 body.len()
             )
             .into_bytes();
+            let key_at = args.idempotency_keys.then(|| {
+                head.extend_from_slice(b"Idempotency-Key: ");
+                let at = head.len();
+                head.extend_from_slice(&[b'0'; IDEMPOTENCY_KEY_LEN]);
+                head.extend_from_slice(b"\r\n");
+                at
+            });
+            head.extend_from_slice(b"\r\n");
             head.extend_from_slice(&body);
             Request {
                 bytes: Bytes::from(head),
+                key_at,
                 payload,
             }
         })
@@ -454,7 +471,16 @@ async fn connection(shared: Arc<Shared>, mut conn: Conn, addr: SocketAddr, index
         } else {
             let r = &shared.requests[next % shared.requests.len()];
             next += 1;
-            (r.bytes.clone(), r.payload)
+            match r.key_at {
+                None => (r.bytes.clone(), r.payload),
+                Some(at) => {
+                    // A fresh key per request: every request is a first attempt.
+                    let mut bytes = r.bytes.to_vec();
+                    let key = format!("{index:08x}-{next:015x}");
+                    bytes[at..at + IDEMPOTENCY_KEY_LEN].copy_from_slice(key.as_bytes());
+                    (Bytes::from(bytes), r.payload)
+                }
+            }
         };
         let sent = Instant::now();
         // Answers arriving after the end would not count: stop waiting for them there.

@@ -58,6 +58,12 @@ pub enum ApiError {
     /// Stored bytes cannot be shown in the asked format.
     #[error("{0}")]
     UnrenderableRecord(String),
+    /// The `Idempotency-Key` was used before, with another body or options.
+    #[error("{0}")]
+    IdempotencyKeyReused(String),
+    /// A request with the same `Idempotency-Key` is being handled; retry after it.
+    #[error("{0}")]
+    IdempotencyKeyInProgress(String),
     /// A queue or budget is full; the client should retry after `retry_after_secs`.
     #[error("{message}")]
     TooManyRequests {
@@ -96,6 +102,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::OffsetOutOfRange(_) => "offset_out_of_range",
             ApiError::UnrenderableRecord(_) => "unrenderable_record",
+            ApiError::IdempotencyKeyReused(_) => "idempotency_key_reused",
+            ApiError::IdempotencyKeyInProgress(_) => "idempotency_key_in_progress",
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Timeout(_) => "timeout",
@@ -122,6 +130,8 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::OffsetOutOfRange(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::UnrenderableRecord(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::IdempotencyKeyInProgress(_) => StatusCode::CONFLICT,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -138,7 +148,7 @@ impl ResponseError for ApiError {
             } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }
-            ApiError::Unavailable(_) => {
+            ApiError::Unavailable(_) | ApiError::IdempotencyKeyInProgress(_) => {
                 response.insert_header((header::RETRY_AFTER, "1"));
             }
             ApiError::Unauthorized => {

@@ -9,20 +9,24 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use bytes::BytesMut;
-use futures_util::StreamExt;
 use rill_actors::compression::Compression;
+use rill_actors::idempotency::IdempotencyTag;
 use rill_actors::partition::now_ms;
 use rill_actors::producer::PartitionBatch;
-use rill_actors::status::{Finish, MarkProcessing, RecordResult, Register, RequestStatus};
-use rill_actors::types::TopicName;
+use rill_actors::status::{
+    Finish, GetStatus, MarkProcessing, RecordResult, Register, RequestStatus,
+};
+use rill_actors::types::{Offset, PartitionId, TopicName};
 use serde::{Deserialize, Serialize};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::backend::{BackendError, BatchOutcome, TopicMeta};
+use crate::http::body::{read_body, ContentCoding};
 use crate::http::error::ApiError;
+use crate::idempotency::{self, BatchRef, Begin};
+use crate::partitioner::RoundRobin;
 use crate::produce::{parse_body, prepare, PreparedProduce, ProduceSettings, ITEM_OVERHEAD_BYTES};
 
 #[derive(Deserialize)]
@@ -95,27 +99,96 @@ pub async fn produce(
         ));
     }
 
+    let idempotency_key = match req.headers().get("idempotency-key") {
+        None => None,
+        Some(value) => Some(
+            idempotency::parse_key(value.as_bytes())
+                .map_err(ApiError::InvalidRequest)?
+                .to_string(),
+        ),
+    };
+
     let limit = state.config.server.max_request_bytes;
     let declared = declared_length(&req)?;
     if declared.is_some_and(|len| len > limit) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
+    let coding = ContentCoding::of(req.headers())?;
     let reserved = declared.unwrap_or(limit);
-    let permit = reserve_inflight(&state, reserved)?;
-    let body = read_body(payload, declared, limit).await?;
+    let mut charge = InflightCharge {
+        permit: reserve_inflight(&state, reserved)?,
+        reserved,
+    };
+    let body = read_body(payload, coding, declared, limit, |decoded| {
+        charge.grow_to(&state, decoded)
+    })
+    .await?;
 
     let parsed = parse_body(&body)?;
     // Parsed records, the batches built from them and the per-record answers take memory
     // beyond the body's bytes: charge that to the budget too.
-    let expansion = reserve_expansion(&state, reserved, body.len(), parsed.items())?;
-    let permits = (permit, expansion);
+    let expansion = reserve_expansion(&state, charge.reserved, body.len(), parsed.items())?;
+    let permits = (charge.permit, expansion);
     let settings = ProduceSettings::resolve(
         &parsed,
         state.backend.batch_compression(compression),
         &state.schemas,
     )?;
     let record_count = parsed.records.len();
-    let mut prepared = prepare(&parsed, &settings, &topic, &state.round_robin, now_ms())?;
+
+    // With an Idempotency-Key, the request is entered in the table (or found there) before
+    // anything is built: its arrival time and round-robin start must be the first attempt's.
+    let idempotent = match idempotency_key {
+        None => None,
+        Some(key) => {
+            let now = now_ms();
+            let fresh = IdempotencyTag {
+                key_hash: idempotency::key_hash(caller.id(), topic.name.as_str(), &key),
+                body_digest: idempotency::body_digest(&body, compression.name(), is_async),
+                request_id: if is_async {
+                    ulid::Ulid::new().to_bytes()
+                } else {
+                    [0; 16]
+                },
+                created_ms: now,
+            };
+            let (tag, landed) = match state.idempotency.begin(topic.name.as_str(), fresh, now) {
+                Begin::Fresh => (fresh, Vec::new()),
+                Begin::Retry { tag, landed } => (tag, landed),
+                Begin::InProgress => {
+                    return Err(ApiError::IdempotencyKeyInProgress(format!(
+                        "Idempotency-Key {key:?}: a request with this key is being handled; retry once it is answered"
+                    )))
+                }
+                Begin::Reused => {
+                    return Err(ApiError::IdempotencyKeyReused(format!(
+                        "Idempotency-Key {key:?} was used for a request with another body or options"
+                    )))
+                }
+            };
+            let settle = Settle {
+                state: state.clone(),
+                key_hash: tag.key_hash,
+                landed: Vec::new(),
+            };
+            Some((tag, landed, settle))
+        }
+    };
+    let (mut prepared, idempotent) = match idempotent {
+        None => (
+            prepare(&parsed, &settings, &topic, &state.round_robin, now_ms())?,
+            None,
+        ),
+        Some((tag, landed, settle)) => {
+            let round_robin =
+                RoundRobin::starting_at(idempotency::round_robin_start(&tag.key_hash));
+            let mut prepared = prepare(&parsed, &settings, &topic, &round_robin, tag.created_ms)?;
+            for batch in &mut prepared.batches {
+                batch.tag = Some(tag);
+            }
+            (prepared, Some((tag, landed, settle)))
+        }
+    };
     drop(parsed);
     drop(body);
 
@@ -127,28 +200,39 @@ pub async fn produce(
             timeout.as_millis()
         )));
     }
-    if is_async {
-        return accept_async(
+    if let Some((tag, landed, settle)) = idempotent {
+        return produce_idempotent(
             state,
             topic,
             compression,
             prepared,
-            record_count,
+            IdempotentRequest {
+                tag,
+                landed,
+                settle,
+                is_async,
+                record_count,
+            },
             remaining,
             arrived,
             permits,
         )
         .await;
     }
+    if is_async {
+        let request_id = ulid::Ulid::new().to_string();
+        let job = AsyncJob {
+            topic,
+            compression,
+            prepared,
+            record_count,
+        };
+        return start_async(state, job, request_id, remaining, arrived, permits, None).await;
+    }
     let batches = std::mem::take(&mut prepared.batches);
     let results =
         match tokio::time::timeout(remaining, append(&state, &topic, compression, batches)).await {
-            Err(_) => {
-                return Err(ApiError::Timeout(format!(
-                    "not acknowledged within timeout_ms ({} ms); the records may still be appended",
-                    timeout.as_millis()
-                )))
-            }
+            Err(_) => return Err(not_acknowledged(timeout)),
             Ok(acks) => {
                 let (records, bytes) = (prepared.appended_records, prepared.batch_bytes);
                 let results = prepared.complete(acks?)?;
@@ -167,6 +251,230 @@ pub async fn produce(
     }))
 }
 
+fn not_acknowledged(timeout: Duration) -> ApiError {
+    ApiError::Timeout(format!(
+        "not acknowledged within timeout_ms ({} ms); the records may still be appended",
+        timeout.as_millis()
+    ))
+}
+
+/// Ends an idempotent request in the table when dropped — whichever way the request ends
+/// (answered, failed, timed out, its task cancelled) — with the batches known to have landed.
+struct Settle {
+    state: web::Data<AppState>,
+    key_hash: [u8; 16],
+    landed: Vec<BatchRef>,
+}
+
+impl Drop for Settle {
+    fn drop(&mut self) {
+        self.state.idempotency.settle(&self.key_hash, &self.landed);
+    }
+}
+
+/// What the idempotent path needs beyond an ordinary request.
+struct IdempotentRequest {
+    tag: IdempotencyTag,
+    /// The batches an earlier attempt already put in the log.
+    landed: Vec<BatchRef>,
+    settle: Settle,
+    is_async: bool,
+    record_count: usize,
+}
+
+/// A request with an `Idempotency-Key`. Batches an earlier attempt landed are answered from
+/// the table; the rest are appended (all of them, the first time) by a task of their own, so
+/// that the table learns where they landed even when this request times out.
+// The request's parts, each handed over once; a struct for them would only rename them.
+#[allow(clippy::too_many_arguments)]
+async fn produce_idempotent(
+    state: web::Data<AppState>,
+    topic: TopicMeta,
+    compression: Compression,
+    mut prepared: PreparedProduce,
+    request: IdempotentRequest,
+    remaining: Duration,
+    arrived: Instant,
+    permits: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
+) -> Result<HttpResponse, ApiError> {
+    let IdempotentRequest {
+        tag,
+        landed,
+        mut settle,
+        is_async,
+        record_count,
+    } = request;
+    let original_id =
+        (tag.request_id != [0; 16]).then(|| ulid::Ulid::from_bytes(tag.request_id).to_string());
+    let first_attempt = landed.is_empty();
+    if is_async && first_attempt {
+        let request_id = original_id.expect("an async request has an id");
+        let job = AsyncJob {
+            topic,
+            compression,
+            prepared,
+            record_count,
+        };
+        return start_async(
+            state,
+            job,
+            request_id,
+            remaining,
+            arrived,
+            permits,
+            Some(settle),
+        )
+        .await;
+    }
+    if let Some(request_id) = &original_id {
+        // An async retry: the original's status, if the status actor still has it.
+        let known = state
+            .status
+            .send(GetStatus {
+                request_id: request_id.clone(),
+            })
+            .await
+            .ok()
+            .flatten()
+            .is_some();
+        if known {
+            return Ok(accepted(request_id));
+        }
+    }
+
+    // Which batches still have to be appended; the others are answered from the table.
+    let mut outcomes: Vec<Option<Result<BatchOutcome, BackendError>>> =
+        Vec::with_capacity(prepared.batches.len());
+    let mut to_append = Vec::new();
+    let mut append_index = Vec::new();
+    for (i, batch) in std::mem::take(&mut prepared.batches)
+        .into_iter()
+        .enumerate()
+    {
+        match landed.iter().find(|b| b.partition == batch.partition) {
+            Some(found) if found.record_count as usize != prepared.batch_len(i) => {
+                return Err(ApiError::Internal(format!(
+                    "idempotent retry: partition {} holds {} records of this request, it now has {}",
+                    batch.partition,
+                    found.record_count,
+                    prepared.batch_len(i)
+                )))
+            }
+            Some(found) => outcomes.push(Some(Ok(match &found.offsets {
+                None => BatchOutcome::Appended {
+                    base_offset: found.base_offset,
+                },
+                Some(offsets) => BatchOutcome::PerRecord(offsets.iter().map(|&o| Ok(o)).collect()),
+            }))),
+            None => {
+                outcomes.push(None);
+                append_index.push(i);
+                to_append.push(batch);
+            }
+        }
+    }
+    settle.landed.extend(landed);
+    let appended_now: Vec<(usize, Result<BatchOutcome, BackendError>)> = if to_append.is_empty() {
+        drop(settle);
+        Vec::new()
+    } else {
+        let sizes: Vec<u32> = append_index
+            .iter()
+            .map(|&i| prepared.batch_len(i) as u32)
+            .collect();
+        let partitions: Vec<PartitionId> = to_append.iter().map(|b| b.partition).collect();
+        let task_state = state.clone();
+        let task_topic = topic.clone();
+        let task = actix_web::rt::spawn(async move {
+            let result = append(&task_state, &task_topic, compression, to_append).await;
+            if let Ok(outcomes) = &result {
+                for ((outcome, &partition), &record_count) in
+                    outcomes.iter().zip(&partitions).zip(&sizes)
+                {
+                    if let Some(batch) = landed_batch(partition, record_count, outcome) {
+                        settle.landed.push(batch);
+                    }
+                }
+            }
+            drop(settle);
+            result
+        });
+        match tokio::time::timeout(remaining, task).await {
+            Err(_) => return Err(not_acknowledged(remaining)),
+            Ok(Err(join)) => return Err(ApiError::Internal(format!("append task failed: {join}"))),
+            Ok(Ok(result)) => append_index.into_iter().zip(result?).collect(),
+        }
+    };
+    for (i, outcome) in appended_now {
+        outcomes[i] = Some(outcome);
+    }
+    let outcomes: Vec<_> = outcomes
+        .into_iter()
+        .map(|o| o.expect("every batch answered"))
+        .collect();
+    let (records, bytes) = (prepared.appended_records, prepared.batch_bytes);
+    let results = prepared.complete(outcomes)?;
+    if first_attempt {
+        count_produced(&state, &topic.name, records, bytes);
+    }
+    drop(permits);
+    if let Some(request_id) = original_id {
+        // An async request retried after its status was forgotten (a restart, or past
+        // status_ttl_secs): its status is made anew under the same id.
+        register_async(&state, &request_id, &topic, record_count).await?;
+        state.status.do_send(Finish {
+            request_id: request_id.clone(),
+            status: RequestStatus::Completed,
+            offsets: results,
+            error: None,
+        });
+        return Ok(accepted(&request_id));
+    }
+    state
+        .metrics
+        .produce_latency
+        .with_label_values(&["sync"])
+        .observe(arrived.elapsed().as_secs_f64());
+    Ok(HttpResponse::Ok().json(ProduceResponse {
+        topic: topic.name.as_str(),
+        offsets: &results,
+    }))
+}
+
+/// Where a batch landed, if all of it did.
+fn landed_batch(
+    partition: PartitionId,
+    record_count: u32,
+    outcome: &Result<BatchOutcome, BackendError>,
+) -> Option<BatchRef> {
+    match outcome {
+        Ok(BatchOutcome::Appended { base_offset }) => Some(BatchRef {
+            partition,
+            base_offset: *base_offset,
+            record_count,
+            offsets: None,
+        }),
+        Ok(BatchOutcome::PerRecord(offsets)) => {
+            let offsets: Option<Vec<Offset>> =
+                offsets.iter().map(|o| o.as_ref().ok().copied()).collect();
+            // A batch some of whose records failed is not remembered: a retry sends it again.
+            let offsets = offsets?;
+            let base_offset = *offsets.first()?;
+            let contiguous = offsets
+                .iter()
+                .enumerate()
+                .all(|(n, &o)| o == base_offset + n as Offset);
+            Some(BatchRef {
+                partition,
+                base_offset,
+                record_count,
+                offsets: (!contiguous).then(|| offsets.into()),
+            })
+        }
+        Err(_) => None,
+    }
+}
+
 /// Hands the batches to the backend. `Err` only if the whole request failed.
 async fn append(
     state: &AppState,
@@ -180,23 +488,17 @@ async fn append(
     Ok(state.backend.produce(topic, compression, batches).await?)
 }
 
-// The request's parts, each handed over once; a struct for them would only rename them.
-#[allow(clippy::too_many_arguments)]
-async fn accept_async(
-    state: web::Data<AppState>,
-    topic: TopicMeta,
-    compression: Compression,
-    mut prepared: PreparedProduce,
+/// Enters an async request in the status actor, or answers 429 at `max_pending`.
+async fn register_async(
+    state: &AppState,
+    request_id: &str,
+    topic: &TopicMeta,
     record_count: usize,
-    timeout: Duration,
-    arrived: Instant,
-    permits: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
-) -> Result<HttpResponse, ApiError> {
-    let request_id = ulid::Ulid::new().to_string();
+) -> Result<(), ApiError> {
     state
         .status
         .send(Register {
-            request_id: request_id.clone(),
+            request_id: request_id.to_string(),
             topic: topic.name.clone(),
             record_count,
         })
@@ -205,23 +507,63 @@ async fn accept_async(
         .map_err(|full| ApiError::TooManyRequests {
             message: format!("{full}; retry later"),
             retry_after_secs: 1,
-        })?;
-    let id = request_id.clone();
-    let task_state = state.clone();
+        })
+}
+
+/// An async request's work: what to append where.
+struct AsyncJob {
+    topic: TopicMeta,
+    compression: Compression,
+    prepared: PreparedProduce,
+    record_count: usize,
+}
+
+/// Registers an async request, then appends its batches in the background and reports the
+/// outcome to the status actor (and, for an idempotent one, to the idempotency table).
+/// Answers 202, or 429 at `max_pending`.
+async fn start_async(
+    state: web::Data<AppState>,
+    job: AsyncJob,
+    request_id: String,
+    timeout: Duration,
+    arrived: Instant,
+    permits: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
+    mut settle: Option<Settle>,
+) -> Result<HttpResponse, ApiError> {
+    let AsyncJob {
+        topic,
+        compression,
+        mut prepared,
+        record_count,
+    } = job;
+    register_async(&state, &request_id, &topic, record_count).await?;
+    let answer = accepted(&request_id);
     actix_web::rt::spawn(async move {
         // The batches stay in memory until appended: so does their share of the budget.
         let _permits = permits;
-        let state = task_state;
         state.status.do_send(MarkProcessing {
-            request_id: id.clone(),
+            request_id: request_id.clone(),
         });
         let (records, bytes) = (prepared.appended_records, prepared.batch_bytes);
         let batches = std::mem::take(&mut prepared.batches);
+        let partitions: Vec<(PartitionId, u32)> = batches
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.partition, prepared.batch_len(i) as u32))
+            .collect();
         let outcome =
             tokio::time::timeout(timeout, append(&state, &topic, compression, batches)).await;
+        if let (Some(settle), Ok(Ok(outcomes))) = (&mut settle, &outcome) {
+            for (outcome, &(partition, record_count)) in outcomes.iter().zip(&partitions) {
+                if let Some(batch) = landed_batch(partition, record_count, outcome) {
+                    settle.landed.push(batch);
+                }
+            }
+        }
+        drop(settle);
         let finish = match outcome {
             Err(_) => Finish {
-                request_id: id,
+                request_id,
                 status: RequestStatus::Timeout,
                 offsets: Vec::new(),
                 error: Some(format!(
@@ -233,14 +575,14 @@ async fn accept_async(
                 Ok(results) => {
                     count_produced(&state, &topic.name, records, bytes);
                     Finish {
-                        request_id: id,
+                        request_id,
                         status: RequestStatus::Completed,
                         offsets: results,
                         error: None,
                     }
                 }
                 Err(e) => Finish {
-                    request_id: id,
+                    request_id,
                     status: RequestStatus::Failed,
                     offsets: Vec::new(),
                     error: Some(format!("{}: {e}", e.error_code())),
@@ -254,14 +596,19 @@ async fn accept_async(
             .observe(arrived.elapsed().as_secs_f64());
         state.status.do_send(finish);
     });
+    Ok(answer)
+}
+
+/// The 202 answer of an async request.
+fn accepted(request_id: &str) -> HttpResponse {
     let status_url = format!("/api/produce/status/{request_id}");
-    Ok(HttpResponse::Accepted()
+    HttpResponse::Accepted()
         .insert_header((header::LOCATION, status_url.clone()))
         .json(AsyncAccepted {
-            request_id: &request_id,
+            request_id,
             status: RequestStatus::Pending,
             status_url: &status_url,
-        }))
+        })
 }
 
 fn count_produced(state: &AppState, topic: &TopicName, records: usize, bytes: usize) {
@@ -351,19 +698,24 @@ fn reserve_expansion(
     reserve_inflight(state, extra).map(Some)
 }
 
-/// Reads the body, refusing it as soon as it passes `limit` (the rest is never read).
-async fn read_body(
-    mut payload: web::Payload,
-    declared: Option<usize>,
-    limit: usize,
-) -> Result<BytesMut, ApiError> {
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(8192).min(limit));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(super::body_error)?;
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::PayloadTooLarge { limit });
+/// The share of `max_inflight_bytes` a request holds for its body.
+struct InflightCharge {
+    permit: OwnedSemaphorePermit,
+    reserved: usize,
+}
+
+impl InflightCharge {
+    /// Takes more of the budget (in steps of 1 MiB) once a compressed body decodes to more
+    /// than was reserved for it; 429 if the budget has no more.
+    fn grow_to(&mut self, state: &AppState, bytes: usize) -> Result<(), ApiError> {
+        const STEP: usize = 1 << 20;
+        if bytes <= self.reserved {
+            return Ok(());
         }
-        body.extend_from_slice(&chunk);
+        let extra = (bytes - self.reserved).div_ceil(STEP) * STEP;
+        let more = reserve_inflight(state, extra)?;
+        self.permit.merge(more);
+        self.reserved += extra;
+        Ok(())
     }
-    Ok(body)
 }

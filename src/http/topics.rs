@@ -242,5 +242,6 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     caller.check(&topic)?;
     state.backend.delete(&topic).await?;
+    state.idempotency.forget_topic(&topic);
     Ok(HttpResponse::NoContent().finish())
 }

@@ -153,7 +153,7 @@ async fn run(o: Options) {
                 } else {
                     template.clone()
                 };
-                match addr.send(Append { batch }).await {
+                match addr.send(Append { batch, tag: None }).await {
                     Ok(Ok(ack)) => {
                         if print {
                             let mut out = std::io::stdout().lock();

@@ -1,0 +1,320 @@
+//! The idempotency journal: per partition, which idempotent produce requests (by the hash of
+//! their `Idempotency-Key`) put a batch where. It lives beside the segments, is written by the
+//! partition actor together with the batch it describes, and is made durable by the same
+//! flush — so an acknowledged request's journal entry survives whatever the batch survives,
+//! and a retry after a crash finds the batch instead of appending it again.
+//!
+//! File `idempotency.journal` in the partition directory: fixed 72-byte entries, each
+//!
+//! ```text
+//! crc32c u32 (over the 68 bytes after it) | key_hash [16] | body_digest [16] |
+//! request_id [16] (all zero: none) | created_ms i64 | base_offset i64 | record_count u32
+//! ```
+//!
+//! big-endian, appended in offset order. At start the journal is read up to its first
+//! invalid entry (a torn tail is cut), and entries are dropped that are out of the window,
+//! below the log start (retention) or at or past the log end (the batch was cut by recovery:
+//! it was never acknowledged). When dropped entries outnumber kept ones, the file is
+//! rewritten (temporary file, fsync, rename).
+
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::LogError;
+use crate::naming;
+use crate::types::Offset;
+
+/// Bytes of one journal entry.
+pub const ENTRY_BYTES: usize = 72;
+
+/// What identifies an idempotent request; carried by every batch of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct IdempotencyTag {
+    /// Hash of (API key, topic, `Idempotency-Key`).
+    pub key_hash: [u8; 16],
+    /// Hash of what the request asked for (body and options): a reused key with another
+    /// body is refused.
+    pub body_digest: [u8; 16],
+    /// The async request id (a ULID's 16 bytes); all zero for a sync request.
+    pub request_id: [u8; 16],
+    /// When the request first arrived (ms since the epoch): the dedup window counts from it,
+    /// and records without a timestamp got it.
+    pub created_ms: i64,
+}
+
+/// One batch of an idempotent request: its tag and where it landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JournalEntry {
+    pub tag: IdempotencyTag,
+    pub base_offset: Offset,
+    pub record_count: u32,
+}
+
+impl JournalEntry {
+    pub fn encode(&self) -> [u8; ENTRY_BYTES] {
+        let mut out = [0u8; ENTRY_BYTES];
+        out[4..20].copy_from_slice(&self.tag.key_hash);
+        out[20..36].copy_from_slice(&self.tag.body_digest);
+        out[36..52].copy_from_slice(&self.tag.request_id);
+        out[52..60].copy_from_slice(&self.tag.created_ms.to_be_bytes());
+        out[60..68].copy_from_slice(&self.base_offset.to_be_bytes());
+        out[68..72].copy_from_slice(&self.record_count.to_be_bytes());
+        let crc = crc32c::crc32c(&out[4..]);
+        out[..4].copy_from_slice(&crc.to_be_bytes());
+        out
+    }
+
+    /// `None` if the bytes are not a whole entry with a valid checksum.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let bytes: &[u8; ENTRY_BYTES] = bytes.try_into().ok()?;
+        let crc = u32::from_be_bytes(bytes[..4].try_into().ok()?);
+        if crc != crc32c::crc32c(&bytes[4..]) {
+            return None;
+        }
+        let array = |range: std::ops::Range<usize>| -> [u8; 16] {
+            bytes[range].try_into().expect("16 bytes")
+        };
+        Some(Self {
+            tag: IdempotencyTag {
+                key_hash: array(4..20),
+                body_digest: array(20..36),
+                request_id: array(36..52),
+                created_ms: i64::from_be_bytes(bytes[52..60].try_into().ok()?),
+            },
+            base_offset: i64::from_be_bytes(bytes[60..68].try_into().ok()?),
+            record_count: u32::from_be_bytes(bytes[68..72].try_into().ok()?),
+        })
+    }
+}
+
+/// Which entries a log still vouches for.
+#[derive(Clone, Copy, Debug)]
+pub struct Liveness {
+    pub log_start: Offset,
+    pub log_end: Offset,
+    /// Entries created before this (ms since the epoch) are out of the window.
+    pub oldest_ms: i64,
+}
+
+impl Liveness {
+    fn keeps(&self, entry: &JournalEntry) -> bool {
+        entry.tag.created_ms >= self.oldest_ms
+            && entry.base_offset >= self.log_start
+            && entry.base_offset < self.log_end
+    }
+}
+
+/// A partition's open journal file.
+#[derive(Debug)]
+pub struct IdempotencyJournal {
+    path: PathBuf,
+    file: File,
+    len: u64,
+}
+
+impl IdempotencyJournal {
+    /// Reads the journal in `dir` (if any) and returns the entries `live` keeps, plus the
+    /// journal open for appends (`None` if there is no file yet: it is created by the first
+    /// idempotent append). Cuts a torn tail; rewrites the file when most of it is dead.
+    pub fn load(dir: &Path, live: Liveness) -> Result<(Option<Self>, Vec<JournalEntry>), LogError> {
+        let path = naming::idempotency_journal_file(dir);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok((None, Vec::new())),
+            Err(e) => return Err(LogError::io("reading idempotency journal", path, e)),
+        };
+        let mut total = 0;
+        let mut kept = Vec::new();
+        for chunk in bytes.chunks(ENTRY_BYTES) {
+            let Some(entry) = JournalEntry::decode(chunk) else {
+                break;
+            };
+            total += 1;
+            if live.keeps(&entry) {
+                kept.push(entry);
+            }
+        }
+        let valid_len = (total * ENTRY_BYTES) as u64;
+        let journal = if kept.len() * 2 < total {
+            Self::rewrite(&path, &kept)?
+        } else {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(|e| LogError::io("opening idempotency journal", &path, e))?;
+            if valid_len != bytes.len() as u64 {
+                log::warn!(
+                    "{}: cut {} bytes of torn tail",
+                    path.display(),
+                    bytes.len() as u64 - valid_len
+                );
+                file.set_len(valid_len)
+                    .and_then(|()| file.sync_data())
+                    .map_err(|e| LogError::io("cutting idempotency journal", &path, e))?;
+            }
+            Self {
+                path,
+                file,
+                len: valid_len,
+            }
+        };
+        Ok((Some(journal), kept))
+    }
+
+    /// Creates the journal file of `dir` (empty). The directory must be fsynced afterwards.
+    pub fn create(dir: &Path) -> Result<Self, LogError> {
+        let path = naming::idempotency_journal_file(dir);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|e| LogError::io("creating idempotency journal", &path, e))?;
+        Ok(Self { path, file, len: 0 })
+    }
+
+    /// Replaces the file with just `entries`, atomically.
+    fn rewrite(path: &Path, entries: &[JournalEntry]) -> Result<Self, LogError> {
+        let tmp = path.with_extension(format!("journal{}", naming::TMP_SUFFIX));
+        let write = || -> std::io::Result<File> {
+            let mut file = File::create(&tmp)?;
+            let mut bytes = Vec::with_capacity(entries.len() * ENTRY_BYTES);
+            for entry in entries {
+                bytes.extend_from_slice(&entry.encode());
+            }
+            file.write_all(&bytes)?;
+            file.sync_data()?;
+            std::fs::rename(&tmp, path)?;
+            if let Some(dir) = path.parent() {
+                File::open(dir)?.sync_all()?;
+            }
+            OpenOptions::new().read(true).write(true).open(path)
+        };
+        let file = write().map_err(|e| LogError::io("rewriting idempotency journal", path, e))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            len: (entries.len() * ENTRY_BYTES) as u64,
+        })
+    }
+
+    /// Writes one entry at the end (into the page cache; the partition's flush syncs it).
+    pub fn append(&mut self, entry: &JournalEntry) -> Result<(), LogError> {
+        let bytes = entry.encode();
+        self.file
+            .write_all_at(&bytes, self.len)
+            .map_err(|e| LogError::io("writing idempotency journal", &self.path, e))?;
+        self.len += ENTRY_BYTES as u64;
+        Ok(())
+    }
+
+    /// Takes the last entry back (its batch could not be written). An error means the file
+    /// may still hold it: the caller must fail-stop.
+    pub fn remove_last(&mut self) -> Result<(), LogError> {
+        let len = self.len.saturating_sub(ENTRY_BYTES as u64);
+        self.file
+            .set_len(len)
+            .map_err(|e| LogError::io("cutting idempotency journal", &self.path, e))?;
+        self.len = len;
+        Ok(())
+    }
+
+    /// A second handle for a background fsync.
+    pub fn sync_handle(&self) -> Result<File, LogError> {
+        self.file
+            .try_clone()
+            .map_err(|e| LogError::io("cloning idempotency journal handle", &self.path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u8, base_offset: Offset, created_ms: i64) -> JournalEntry {
+        JournalEntry {
+            tag: IdempotencyTag {
+                key_hash: [n; 16],
+                body_digest: [n ^ 0xff; 16],
+                request_id: [0; 16],
+                created_ms,
+            },
+            base_offset,
+            record_count: 3,
+        }
+    }
+
+    #[test]
+    fn entries_round_trip_and_any_flipped_bit_is_detected() {
+        let e = entry(7, 42, 1_700_000_000_000);
+        let bytes = e.encode();
+        assert_eq!(JournalEntry::decode(&bytes), Some(e));
+        for bit in 0..ENTRY_BYTES * 8 {
+            let mut damaged = bytes;
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            assert_eq!(JournalEntry::decode(&damaged), None, "bit {bit}");
+        }
+    }
+
+    #[test]
+    fn load_cuts_a_torn_tail_and_drops_what_the_log_no_longer_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = IdempotencyJournal::create(dir.path()).unwrap();
+        // Old (out of the window), retained-away, live, live, cut by recovery.
+        for e in [
+            entry(1, 20, 10),
+            entry(2, 5, 1000),
+            entry(3, 20, 1000),
+            entry(4, 23, 1000),
+            entry(5, 26, 1000),
+        ] {
+            journal.append(&e).unwrap();
+        }
+        drop(journal);
+        let path = naming::idempotency_journal_file(dir.path());
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(&entry(6, 29, 1000).encode()[..30]).unwrap();
+        drop(file);
+
+        let live = Liveness {
+            log_start: 10,
+            log_end: 26,
+            oldest_ms: 500,
+        };
+        let (journal, kept) = IdempotencyJournal::load(dir.path(), live).unwrap();
+        assert_eq!(kept, vec![entry(3, 20, 1000), entry(4, 23, 1000)]);
+        // 2 kept of 5 whole entries: rewritten with just those.
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            2 * ENTRY_BYTES as u64
+        );
+        let mut journal = journal.unwrap();
+        journal.append(&entry(7, 26, 2000)).unwrap();
+        let (_, kept) = IdempotencyJournal::load(
+            dir.path(),
+            Liveness {
+                log_end: 29,
+                ..live
+            },
+        )
+        .unwrap();
+        assert_eq!(kept.len(), 3);
+        assert_eq!(kept[2], entry(7, 26, 2000));
+    }
+
+    #[test]
+    fn a_missing_journal_is_no_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = Liveness {
+            log_start: 0,
+            log_end: 0,
+            oldest_ms: 0,
+        };
+        let (journal, kept) = IdempotencyJournal::load(dir.path(), live).unwrap();
+        assert!(journal.is_none() && kept.is_empty());
+    }
+}

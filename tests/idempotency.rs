@@ -1,0 +1,425 @@
+//! Idempotent produce (`Idempotency-Key`): a retry returns the first answer and appends
+//! nothing — in the same process, after SIGKILL and restart, sync and async; a reused key with
+//! another body is 422; keys are scoped to the API key and the topic.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{spawn_broker, status_json, Broker};
+use serde_json::{json, Value};
+
+const AUTH: &str = "[auth]\nenabled = true\napi_keys = [{ key = \"alpha\" }, { key = \"beta\" }]\n\
+    [[topics]]\nname = \"orders\"\npartitions = 3\n[[topics]]\nname = \"audit\"\npartitions = 1\n";
+
+/// Records with and without keys (unkeyed ones go round-robin: a retry must put them where
+/// the first attempt did), one with an explicit partition, and one that fails on its own.
+fn body(tag: &str) -> Value {
+    let mut records: Vec<Value> = (0..12)
+        .map(|i| {
+            if i % 3 == 0 {
+                json!({"value": format!("{tag}-{i}")})
+            } else {
+                json!({"key": format!("k{i}"), "value": format!("{tag}-{i}")})
+            }
+        })
+        .collect();
+    records.push(json!({"partition": 2, "value": format!("{tag}-p2")}));
+    records.push(json!({"value": 5}));
+    json!({"key_format": "string", "value_format": "string", "records": records})
+}
+
+fn produce(broker: &Broker, api_key: &str, topic: &str, key: &str, body: &Value) -> (u16, Value) {
+    produce_query(broker, api_key, topic, "", key, body)
+}
+
+fn produce_query(
+    broker: &Broker,
+    api_key: &str,
+    topic: &str,
+    query: &str,
+    key: &str,
+    body: &Value,
+) -> (u16, Value) {
+    let res = broker
+        .post(&format!("/api/topics/{topic}/produce{query}"))
+        .header("X-API-Key", api_key)
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .expect("produce");
+    status_json(res)
+}
+
+fn end_offsets(broker: &Broker, topic: &str) -> Vec<i64> {
+    let (status, described) = status_json(
+        broker
+            .get(&format!("/api/topics/{topic}"))
+            .header("X-API-Key", "alpha")
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 200, "{described}");
+    described["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["end_offset"].as_i64().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_retry_returns_the_first_answer_and_appends_nothing() {
+    let broker = spawn_broker(AUTH);
+    let (status, first) = produce(&broker, "alpha", "orders", "order-1", &body("a"));
+    assert_eq!(status, 200, "{first}");
+    let offsets = first["offsets"].as_array().unwrap();
+    assert_eq!(offsets.len(), 14);
+    assert_eq!(offsets[13]["error_code"], "invalid_value");
+    let after_first = end_offsets(&broker, "orders");
+    assert_eq!(after_first.iter().sum::<i64>(), 13);
+
+    for _ in 0..3 {
+        let (status, again) = produce(&broker, "alpha", "orders", "order-1", &body("a"));
+        assert_eq!(status, 200, "{again}");
+        assert_eq!(
+            again, first,
+            "a retry answers exactly what the first attempt did"
+        );
+    }
+    assert_eq!(
+        end_offsets(&broker, "orders"),
+        after_first,
+        "nothing appended"
+    );
+
+    // The same key with another body (or other options) is refused.
+    let (status, reused) = produce(&broker, "alpha", "orders", "order-1", &body("b"));
+    assert_eq!(status, 422, "{reused}");
+    assert_eq!(reused["error_code"], "idempotency_key_reused");
+    assert!(reused["message"].as_str().unwrap().contains("order-1"));
+    let (status, reused) = produce_query(
+        &broker,
+        "alpha",
+        "orders",
+        "?compression=gzip",
+        "order-1",
+        &body("a"),
+    );
+    assert_eq!(status, 422, "{reused}");
+
+    // Scoped to the API key and to the topic: the same key is new there.
+    let (status, other_key) = produce(&broker, "beta", "orders", "order-1", &body("a"));
+    assert_eq!(status, 200, "{other_key}");
+    assert_ne!(other_key, first);
+    let (status, other_topic) = produce(&broker, "alpha", "audit", "order-1", &body("a"));
+    assert_eq!(status, 200, "{other_topic}");
+    let total: i64 = end_offsets(&broker, "orders").iter().sum();
+    assert_eq!(total, 26, "beta's request appended once more");
+
+    // Without a key, the same body is appended again.
+    let res = broker
+        .post("/api/topics/orders/produce")
+        .header("X-API-Key", "alpha")
+        .json(&body("a"))
+        .send()
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(end_offsets(&broker, "orders").iter().sum::<i64>(), 39);
+
+    for bad in ["", &"x".repeat(256), "has space", "tab\there"] {
+        let res = broker
+            .post("/api/topics/orders/produce")
+            .header("X-API-Key", "alpha")
+            .header("Idempotency-Key", bad)
+            .json(&body("a"))
+            .send();
+        let Ok(res) = res else { continue }; // reqwest refuses some header values itself
+        let (status, answer) = status_json(res);
+        assert_eq!(status, 400, "{bad:?}: {answer}");
+        assert!(answer["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Idempotency-Key"));
+    }
+    // 255 characters is the longest key.
+    let (status, _) = produce(&broker, "alpha", "orders", &"x".repeat(255), &body("c"));
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn a_retry_after_sigkill_gets_the_same_offsets_and_the_log_holds_one_copy() {
+    let broker = spawn_broker(AUTH);
+    let mut answers = Vec::new();
+    for n in 0..5 {
+        let (status, answer) = produce(
+            &broker,
+            "alpha",
+            "orders",
+            &format!("k{n}"),
+            &body(&format!("r{n}")),
+        );
+        assert_eq!(status, 200, "{answer}");
+        answers.push(answer);
+    }
+    let before = end_offsets(&broker, "orders");
+    let mut broker = broker;
+    broker.kill();
+    let broker = broker.restart();
+    for (n, first) in answers.iter().enumerate() {
+        let (status, again) = produce(
+            &broker,
+            "alpha",
+            "orders",
+            &format!("k{n}"),
+            &body(&format!("r{n}")),
+        );
+        assert_eq!(status, 200, "{again}");
+        assert_eq!(&again, first, "request {n} after restart");
+    }
+    assert_eq!(
+        end_offsets(&broker, "orders"),
+        before,
+        "nothing appended twice"
+    );
+    // Every value is in the log exactly once.
+    let mut values: Vec<String> = (0..3)
+        .flat_map(|p| read_values(&broker, "orders", p))
+        .collect();
+    values.sort();
+    let unique = values.len();
+    values.dedup();
+    assert_eq!(values.len(), unique, "no record stored twice");
+    assert_eq!(unique, 5 * 13);
+
+    // Reused with another body after the restart: still refused.
+    let (status, _) = produce(&broker, "alpha", "orders", "k0", &body("other"));
+    assert_eq!(status, 422);
+    // A clean restart keeps the window too.
+    let mut broker = broker;
+    assert!(broker.terminate(Duration::from_secs(10)).success());
+    let broker = broker.restart();
+    let (status, again) = produce(&broker, "alpha", "orders", "k3", &body("r3"));
+    assert_eq!(status, 200);
+    assert_eq!(again, answers[3]);
+    assert_eq!(end_offsets(&broker, "orders"), before);
+}
+
+fn read_values(broker: &Broker, topic: &str, partition: u32) -> Vec<String> {
+    let (status, read) = status_json(
+        broker
+            .get(&format!(
+                "/api/topics/{topic}/partitions/{partition}/records?limit=10000&key_format=string&value_format=string"
+            ))
+            .header("X-API-Key", "alpha")
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 200, "{read}");
+    read["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["value"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn wait_completed(broker: &Broker, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, state) = status_json(
+            broker
+                .get(&format!("/api/produce/status/{id}"))
+                .header("X-API-Key", "alpha")
+                .send()
+                .unwrap(),
+        );
+        assert_eq!(status, 200, "{state}");
+        if state["status"] == "completed" {
+            return state;
+        }
+        assert!(Instant::now() < deadline, "not completed: {state}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn an_async_retry_gets_the_same_request_id_before_and_after_a_restart() {
+    let broker = spawn_broker(AUTH);
+    let (status, accepted) = produce_query(
+        &broker,
+        "alpha",
+        "orders",
+        "?async=true",
+        "job-1",
+        &body("j"),
+    );
+    assert_eq!(status, 202, "{accepted}");
+    let id = accepted["request_id"].as_str().unwrap().to_string();
+    let done = wait_completed(&broker, &id);
+    let (status, again) = produce_query(
+        &broker,
+        "alpha",
+        "orders",
+        "?async=true",
+        "job-1",
+        &body("j"),
+    );
+    assert_eq!(status, 202);
+    assert_eq!(again["request_id"], id.as_str());
+    let before = end_offsets(&broker, "orders");
+
+    let mut broker = broker;
+    broker.kill();
+    let broker = broker.restart();
+    let (status, again) = produce_query(
+        &broker,
+        "alpha",
+        "orders",
+        "?async=true",
+        "job-1",
+        &body("j"),
+    );
+    assert_eq!(status, 202, "{again}");
+    assert_eq!(
+        again["request_id"],
+        id.as_str(),
+        "the same request id after a restart"
+    );
+    let after = wait_completed(&broker, &id);
+    assert_eq!(after["offsets"], done["offsets"], "the same offsets");
+    assert_eq!(end_offsets(&broker, "orders"), before);
+    // The async key is not the sync one: the same body sync is another request.
+    let (status, _) = produce(&broker, "alpha", "orders", "job-1", &body("j"));
+    assert_eq!(status, 422);
+}
+
+#[test]
+fn deleting_a_topic_forgets_its_keys() {
+    let broker = spawn_broker("");
+    broker.create_topic("temp", 2);
+    let send = |b: &Broker| {
+        status_json(
+            b.post("/api/topics/temp/produce")
+                .header("Idempotency-Key", "once")
+                .json(&body("t"))
+                .send()
+                .unwrap(),
+        )
+    };
+    let (status, first) = send(&broker);
+    assert_eq!(status, 200, "{first}");
+    let res = broker.delete("/api/topics/temp").send().unwrap();
+    assert!(res.status().is_success());
+    broker.create_topic("temp", 2);
+    let (status, second) = send(&broker);
+    assert_eq!(status, 200);
+    let total: i64 = second["offsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["offset"].as_i64())
+        .filter(|&o| o >= 0)
+        .count() as i64;
+    // 2 partitions: the record for partition 2 fails.
+    assert_eq!(total, 12, "appended to the new topic");
+    let (_, described) = status_json(broker.get("/api/topics/temp").send().unwrap());
+    let stored: i64 = described["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["end_offset"].as_i64().unwrap())
+        .sum();
+    assert_eq!(stored, 12);
+}
+
+#[test]
+fn retrying_every_request_after_sigkill_mid_flight_stores_each_record_exactly_once() {
+    let mut broker = spawn_broker(
+        "[[topics]]\nname = \"x\"\npartitions = 3\n[storage]\nsegment_bytes = 65536\n",
+    );
+    let url = broker.url.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Each producer sends requests until stopped; it returns every request it sent (the last
+    // may have been cut off by the kill) with the answers it got.
+    let producers: Vec<_> = (0..4)
+        .map(|p| {
+            let (url, stop) = (url.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::new();
+                let mut sent: Vec<(String, Value, Option<Value>)> = Vec::new();
+                for n in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let key = format!("p{p}-n{n}");
+                    let records: Vec<Value> = (0..40)
+                        .map(|i| {
+                            if i % 2 == 0 {
+                                json!({"key": format!("{key}-{i}"), "value": format!("{key}/{i}")})
+                            } else {
+                                json!({"value": format!("{key}/{i}")})
+                            }
+                        })
+                        .collect();
+                    let body = json!({"key_format": "string", "value_format": "string", "records": records});
+                    let answer = client
+                        .post(format!("{url}/api/topics/x/produce"))
+                        .header("Idempotency-Key", &key)
+                        .json(&body)
+                        .send()
+                        .ok()
+                        .filter(|r| r.status().as_u16() == 200)
+                        .and_then(|r| r.json::<Value>().ok());
+                    let failed = answer.is_none();
+                    sent.push((key, body, answer));
+                    if failed {
+                        break;
+                    }
+                }
+                sent
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(400));
+    broker.kill();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent: Vec<(String, Value, Option<Value>)> = producers
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    let broker = broker.restart();
+    let acknowledged = sent.iter().filter(|s| s.2.is_some()).count();
+    let mut records = 0;
+    for (key, body, first) in &sent {
+        let (status, again) = status_json(
+            broker
+                .post("/api/topics/x/produce")
+                .header("Idempotency-Key", key)
+                .json(body)
+                .send()
+                .unwrap(),
+        );
+        assert_eq!(status, 200, "{key}: {again}");
+        if let Some(first) = first {
+            assert_eq!(&again, first, "{key}: the acknowledged answer");
+        }
+        records += 40;
+    }
+    let mut values: Vec<String> = Vec::new();
+    for p in 0..3 {
+        let stored = broker.read_everything("x", p);
+        values.extend(stored.into_iter().map(|r| r.value));
+    }
+    let total = values.len();
+    values.sort();
+    values.dedup();
+    eprintln!(
+        "idempotent retries after SIGKILL: {} requests sent, {acknowledged} acknowledged before the kill, {} unanswered; {total} records stored, {} distinct",
+        sent.len(),
+        sent.len() - acknowledged,
+        values.len()
+    );
+    assert_eq!(values.len(), total, "no record stored twice");
+    assert_eq!(total, records, "every record of every request stored once");
+}
