@@ -1,9 +1,10 @@
 //! `POST /api/topics/{topic}/produce`: sync and async produce.
 //!
-//! Checks run cheapest first and before the body is read: auth (middleware), scope, topic,
-//! content type, declared length, the in-flight byte budget. Then the body is read up to
-//! `max_request_bytes`, parsed, turned into batches on this worker (see `produce.rs`), and
-//! handed to this worker's producer actor.
+//! Checks run cheapest first and before the body is read: auth (middleware), scope, the key's
+//! quota (see `quota.rs`), topic, content type, declared length, the in-flight byte budget.
+//! Then the body is read up to `max_request_bytes`, parsed, turned into batches on this worker
+//! (see `produce.rs`), and handed to this worker's producer actor. The key's quota is charged
+//! the body's bytes before it is read and its records once parsed.
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,7 @@ use crate::auth::Caller;
 use crate::backend::{BackendError, BatchOutcome, TopicMeta};
 use crate::http::error::ApiError;
 use crate::produce::{parse_body, prepare, PreparedProduce, ProduceSettings, ITEM_OVERHEAD_BYTES};
+use crate::quota::Admission;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,6 +65,7 @@ pub async fn produce(
         return Err(ApiError::Unavailable("broker is shutting down".into()));
     }
     caller.check(&topic)?;
+    let admission = caller.admit_produce()?;
     let topic = state
         .backend
         .topic(&topic)
@@ -102,13 +105,23 @@ pub async fn produce(
     }
     let reserved = declared.unwrap_or(limit);
     let permit = reserve_inflight(&state, reserved)?;
+    if let Some(declared) = declared {
+        admission.charge_bytes(declared);
+    }
     let body = read_body(payload, declared, limit).await?;
+    if declared.is_none() {
+        admission.charge_bytes(body.len());
+    }
 
     let parsed = parse_body(&body)?;
+    admission.charge_records(parsed.records.len());
     // Parsed records, the batches built from them and the per-record answers take memory
     // beyond the body's bytes: charge that to the budget too.
     let expansion = reserve_expansion(&state, reserved, body.len(), parsed.items())?;
-    let permits = (permit, expansion);
+    let held = Held {
+        _budget: (permit, expansion),
+        admission,
+    };
     let settings = ProduceSettings::resolve(
         &parsed,
         state.backend.batch_compression(compression),
@@ -136,7 +149,7 @@ pub async fn produce(
             record_count,
             remaining,
             arrived,
-            permits,
+            held,
         )
         .await;
     }
@@ -161,10 +174,21 @@ pub async fn produce(
         .produce_latency
         .with_label_values(&["sync"])
         .observe(arrived.elapsed().as_secs_f64());
-    Ok(HttpResponse::Ok().json(ProduceResponse {
+    let mut response = HttpResponse::Ok();
+    if let Some(rate_limit) = held.admission.rate_limit() {
+        rate_limit.insert_into(&mut response);
+    }
+    Ok(response.json(ProduceResponse {
         topic: topic.name.as_str(),
         offsets: &results,
     }))
+}
+
+/// What a request holds until its records are appended (for async ones, past the answer):
+/// its share of the in-flight byte budget and its key's in-flight slot.
+struct Held {
+    _budget: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
+    admission: Admission,
 }
 
 /// Hands the batches to the backend. `Err` only if the whole request failed.
@@ -190,7 +214,7 @@ async fn accept_async(
     record_count: usize,
     timeout: Duration,
     arrived: Instant,
-    permits: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
+    held: Held,
 ) -> Result<HttpResponse, ApiError> {
     let request_id = ulid::Ulid::new().to_string();
     state
@@ -205,12 +229,15 @@ async fn accept_async(
         .map_err(|full| ApiError::TooManyRequests {
             message: format!("{full}; retry later"),
             retry_after_secs: 1,
+            rate_limit: None,
         })?;
+    let rate_limit = held.admission.rate_limit();
     let id = request_id.clone();
     let task_state = state.clone();
     actix_web::rt::spawn(async move {
-        // The batches stay in memory until appended: so does their share of the budget.
-        let _permits = permits;
+        // The batches stay in memory until appended: so does their share of the budget, and
+        // the request counts against its key's max_inflight until then.
+        let _held = held;
         let state = task_state;
         state.status.do_send(MarkProcessing {
             request_id: id.clone(),
@@ -255,7 +282,11 @@ async fn accept_async(
         state.status.do_send(finish);
     });
     let status_url = format!("/api/produce/status/{request_id}");
-    Ok(HttpResponse::Accepted()
+    let mut response = HttpResponse::Accepted();
+    if let Some(rate_limit) = rate_limit {
+        rate_limit.insert_into(&mut response);
+    }
+    Ok(response
         .insert_header((header::LOCATION, status_url.clone()))
         .json(AsyncAccepted {
             request_id: &request_id,
@@ -325,6 +356,7 @@ fn reserve_inflight(state: &AppState, bytes: usize) -> Result<OwnedSemaphorePerm
         .map_err(|_| ApiError::TooManyRequests {
             message: "in-flight request bytes are at max_inflight_bytes; retry later".into(),
             retry_after_secs: 1,
+            rate_limit: None,
         })
 }
 
