@@ -58,9 +58,11 @@ pub async fn run(config: Config) -> Result<(), String> {
     let tls = config.server.tls.as_ref().map(rustls_config).transpose()?;
     let listeners = bind_listeners(&config.server.bind)
         .map_err(|e| format!("binding {}: {e}", config.server.bind))?;
+    let metrics = Metrics::new();
     let api_keys = if config.auth.enabled {
         Some(Arc::new(Authenticator::new(
             config.api_keys().map_err(|e| e.to_string())?,
+            &metrics,
         )))
     } else {
         None
@@ -85,7 +87,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     let state = web::Data::new(AppState {
         backend,
         status,
-        metrics: Metrics::new(),
+        metrics,
         schemas: AvroSchemaCache::new(AVRO_CACHE_ENTRIES, AVRO_CACHE_MAX_TEXT),
         round_robin: RoundRobin::new(),
         idempotency,

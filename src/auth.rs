@@ -3,7 +3,8 @@
 //! Keys are never compared as strings: both the presented key and every configured key are
 //! hashed with SHA-256 and the digests compared in constant time, across all configured keys
 //! without an early exit, so neither timing nor key length leaks. Keys never reach logs: only
-//! digests are kept, and error bodies never echo what was sent.
+//! digests are kept, and error bodies never echo what was sent. Metrics, logs and quota answers
+//! name a key by its configured `name` (see [`crate::quota::KeyMeter`]).
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -13,12 +14,16 @@ use actix_web::{Error, HttpMessage};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use std::sync::Arc;
+
 use crate::config::{ApiKey, TopicScope};
 use crate::http::error::ApiError;
+use crate::metrics::Metrics;
+use crate::quota::{Admission, KeyMeter};
 
-/// The configured keys, as digests with their scopes. `None` when auth is off.
+/// The configured keys, as digests with their scopes and meters. `None` when auth is off.
 pub struct Authenticator {
-    keys: Vec<([u8; 32], TopicScope)>,
+    keys: Vec<([u8; 32], TopicScope, Arc<KeyMeter>)>,
 }
 
 /// Who is calling: attached to the request by the middleware, read by handlers.
@@ -28,6 +33,8 @@ pub struct Caller {
     /// The SHA-256 digest of the caller's API key (all zero when auth is off): what scopes
     /// per-key state such as idempotency keys. Never shown anywhere.
     id: [u8; 32],
+    /// The key's meter; `None` when auth is off (nothing is metered then).
+    key: Option<Arc<KeyMeter>>,
 }
 
 impl Caller {
@@ -36,6 +43,20 @@ impl Caller {
         Self {
             scope: TopicScope::all(),
             id: [0; 32],
+            key: None,
+        }
+    }
+
+    /// The name of the key used, if any.
+    pub fn key_name(&self) -> Option<&str> {
+        self.key.as_deref().map(KeyMeter::name)
+    }
+
+    /// Lets a produce request in under the key's quota (429 if over), before its body is read.
+    pub fn admit_produce(&self) -> Result<Admission, ApiError> {
+        match &self.key {
+            Some(meter) => meter.admit(),
+            None => Ok(Admission::unmetered()),
         }
     }
 
@@ -58,11 +79,19 @@ impl Caller {
 }
 
 impl Authenticator {
-    pub fn new(keys: Vec<ApiKey>) -> Self {
+    /// Digests the keys and creates each one's metric series in `metrics`.
+    pub fn new(keys: Vec<ApiKey>, metrics: &Metrics) -> Self {
         Self {
             keys: keys
                 .into_iter()
-                .map(|k| (Sha256::digest(k.secret.as_bytes()).into(), k.scope))
+                .map(|k| {
+                    let meter = KeyMeter::new(k.name, k.quota.as_ref(), metrics);
+                    (
+                        Sha256::digest(k.secret.as_bytes()).into(),
+                        k.scope,
+                        Arc::new(meter),
+                    )
+                })
                 .collect(),
         }
     }
@@ -71,11 +100,12 @@ impl Authenticator {
     pub fn authenticate(&self, presented: &[u8]) -> Option<Caller> {
         let digest: [u8; 32] = Sha256::digest(presented).into();
         let mut found = None;
-        for (key, scope) in &self.keys {
+        for (key, scope, meter) in &self.keys {
             if bool::from(key.ct_eq(&digest)) && found.is_none() {
                 found = Some(Caller {
                     scope: scope.clone(),
                     id: *key,
+                    key: Some(Arc::clone(meter)),
                 });
             }
         }
@@ -136,17 +166,25 @@ mod tests {
 
     #[test]
     fn only_the_exact_key_authenticates_with_its_scope() {
-        let auth = Authenticator::new(vec![
-            ApiKey {
-                secret: "s3cret-ingest".into(),
-                scope: TopicScope::new(vec![TopicPattern::parse("logs-*").unwrap()]),
-            },
-            ApiKey {
-                secret: "admin".into(),
-                scope: TopicScope::all(),
-            },
-        ]);
+        let auth = Authenticator::new(
+            vec![
+                ApiKey {
+                    secret: "s3cret-ingest".into(),
+                    scope: TopicScope::new(vec![TopicPattern::parse("logs-*").unwrap()]),
+                    name: "ingest".into(),
+                    quota: None,
+                },
+                ApiKey {
+                    secret: "admin".into(),
+                    scope: TopicScope::all(),
+                    name: "admin".into(),
+                    quota: None,
+                },
+            ],
+            &Metrics::new(),
+        );
         let caller = auth.authenticate(b"s3cret-ingest").expect("valid key");
+        assert_eq!(caller.key_name(), Some("ingest"));
         assert!(caller.check("logs-web").is_ok());
         assert!(matches!(
             caller.check("orders"),

@@ -595,7 +595,49 @@ pub struct ApiKeyEntry {
     pub key_file: Option<PathBuf>,
     /// Topic names or prefixes ending in `*`; empty means every topic.
     pub topics: Vec<String>,
+    /// The label naming this key in metrics and logs (never the secret). Default `key-<index>`;
+    /// 1..=64 of `[A-Za-z0-9._-]`, unique among the keys.
+    pub name: Option<String>,
+    /// Limits on what this key may send through produce. Default: none.
+    pub quota: Option<QuotaConfig>,
 }
+
+/// `quota = { records_per_sec, bytes_per_sec, max_inflight }` of one API key. Each limit is
+/// optional and at least 1 when set; see `src/quota.rs` for how they are enforced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuotaConfig {
+    /// Records per second, with bursts of one second's worth.
+    pub records_per_sec: Option<u64>,
+    /// Request body bytes per second, with bursts of one second's worth.
+    pub bytes_per_sec: Option<u64>,
+    /// Produce requests of this key processed at once (async ones until appended).
+    pub max_inflight: Option<u64>,
+}
+
+impl QuotaConfig {
+    /// Whether any limit is set: an empty `quota = {}` meters nothing.
+    pub fn limits_anything(&self) -> bool {
+        self.records_per_sec.is_some()
+            || self.bytes_per_sec.is_some()
+            || self.max_inflight.is_some()
+    }
+
+    fn check(&self, at: &str, problems: &mut Problems) {
+        for (field, value) in [
+            ("records_per_sec", self.records_per_sec),
+            ("bytes_per_sec", self.bytes_per_sec),
+            ("max_inflight", self.max_inflight),
+        ] {
+            if value == Some(0) {
+                problems.push(format!("{at}.quota.{field}"), "must be at least 1");
+            }
+        }
+    }
+}
+
+/// Longest API key name: it is a metric label value and appears in log lines.
+pub const MAX_KEY_NAME_CHARS: usize = 64;
 
 impl fmt::Debug for ApiKeyEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -604,15 +646,20 @@ impl fmt::Debug for ApiKeyEntry {
             .field("key_env", &self.key_env)
             .field("key_file", &self.key_file)
             .field("topics", &self.topics)
+            .field("name", &self.name)
+            .field("quota", &self.quota)
             .finish()
     }
 }
 
-/// A usable API key: the secret and the topics it may produce to and read.
+/// A usable API key: the secret, the topics it may produce to and read, the name it goes by in
+/// metrics and logs, and its quota (`None`: unlimited).
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiKey {
     pub secret: String,
     pub scope: TopicScope,
+    pub name: String,
+    pub quota: Option<QuotaConfig>,
 }
 
 impl fmt::Debug for ApiKey {
@@ -620,6 +667,8 @@ impl fmt::Debug for ApiKey {
         f.debug_struct("ApiKey")
             .field("secret", &"<redacted>")
             .field("scope", &self.scope)
+            .field("name", &self.name)
+            .field("quota", &self.quota)
             .finish()
     }
 }
@@ -704,6 +753,8 @@ impl AuthConfig {
         // scopes (which one would win is not obvious).
         let mut seen: HashMap<&str, usize> = HashMap::new();
         let mut secrets = Vec::with_capacity(self.api_keys.len());
+        // Name -> index of the entry that took it first: metrics of two keys must not merge.
+        let mut names: HashMap<String, usize> = HashMap::new();
         for (i, entry) in self.api_keys.iter().enumerate() {
             let at = format!("auth.api_keys[{i}]");
             let mut patterns = Vec::with_capacity(entry.topics.len());
@@ -713,11 +764,40 @@ impl AuthConfig {
                     Err(e) => problems.push(format!("{at}.topics[{j}]"), e),
                 }
             }
+            let name = entry.name.clone().unwrap_or_else(|| format!("key-{i}"));
+            if let Err(e) = check_key_name(&name) {
+                problems.push(format!("{at}.name"), e);
+            }
+            match names.entry(name.clone()) {
+                Entry::Occupied(first) => problems.push(
+                    format!("{at}.name"),
+                    format!(
+                        "\"{name}\" is already the name of auth.api_keys[{}]",
+                        first.get()
+                    ),
+                ),
+                Entry::Vacant(slot) => {
+                    slot.insert(i);
+                }
+            }
+            if let Some(quota) = &entry.quota {
+                quota.check(&at, problems);
+            }
+            let quota = entry.quota.filter(QuotaConfig::limits_anything);
             let secret = entry.secret(&at, self.enabled, problems);
-            secrets.push(secret.map(|s| (s, TopicScope::new(patterns))));
+            if secret.as_deref() == Some(name.as_str()) {
+                // The name is shown in metrics and logs; the secret must not be.
+                problems.push(format!("{at}.name"), "must not be the key itself");
+            }
+            secrets.push(secret.map(|secret| ApiKey {
+                secret,
+                scope: TopicScope::new(patterns),
+                name,
+                quota,
+            }));
         }
         for (i, resolved) in secrets.iter().enumerate() {
-            if let Some((secret, _)) = resolved {
+            if let Some(ApiKey { secret, .. }) = resolved {
                 match seen.entry(secret.as_str()) {
                     Entry::Occupied(first) => problems.push(
                         format!("auth.api_keys[{i}]"),
@@ -729,10 +809,25 @@ impl AuthConfig {
                 }
             }
         }
-        for (secret, scope) in secrets.into_iter().flatten() {
-            keys.push(ApiKey { secret, scope });
-        }
+        keys.extend(secrets.into_iter().flatten());
         keys
+    }
+}
+
+/// A key name must be a safe, short metric label and log word.
+fn check_key_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.chars().count() <= MAX_KEY_NAME_CHARS
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        // Not echoed: a mistyped name may be a pasted secret.
+        Err(format!(
+            "must be 1..={MAX_KEY_NAME_CHARS} characters of A-Z a-z 0-9 . _ -"
+        ))
     }
 }
 
@@ -1927,6 +2022,93 @@ mod tests {
             problems(&config),
             ["auth.api_keys[1]: same key as auth.api_keys[0]"]
         );
+    }
+
+    #[test]
+    fn keys_carry_their_name_and_quota() {
+        let config = parse(
+            r#"
+[auth]
+enabled = true
+api_keys = [
+  { key = "k0", name = "ingest", quota = { records_per_sec = 1000, bytes_per_sec = 1048576, max_inflight = 4 } },
+  { key = "k1", quota = { max_inflight = 1 } },
+  { key = "k2", quota = {} },
+]
+"#,
+        );
+        assert_eq!(problems(&config), Vec::<String>::new());
+        let keys = config.api_keys().expect("resolves");
+        let named: Vec<(&str, Option<QuotaConfig>)> =
+            keys.iter().map(|k| (k.name.as_str(), k.quota)).collect();
+        assert_eq!(
+            named,
+            [
+                (
+                    "ingest",
+                    Some(QuotaConfig {
+                        records_per_sec: Some(1000),
+                        bytes_per_sec: Some(1_048_576),
+                        max_inflight: Some(4),
+                    })
+                ),
+                (
+                    "key-1",
+                    Some(QuotaConfig {
+                        max_inflight: Some(1),
+                        ..QuotaConfig::default()
+                    })
+                ),
+                ("key-2", None),
+            ]
+        );
+    }
+
+    #[test]
+    fn quota_limits_of_zero_and_clashing_or_unsafe_names_are_reported_by_key_path() {
+        let config = parse(
+            r#"
+[auth]
+enabled = true
+api_keys = [
+  { key = "k0", name = "key-1" },
+  { key = "k1" },
+  { key = "k2", quota = { records_per_sec = 0, bytes_per_sec = 0, max_inflight = 0 } },
+  { key = "k3", name = "has space" },
+  { key = "k4", name = "" },
+  { key = "same-as-name", name = "same-as-name" },
+]
+"#,
+        );
+        assert_eq!(
+            problems(&config),
+            [
+                "auth.api_keys[1].name: \"key-1\" is already the name of auth.api_keys[0]",
+                "auth.api_keys[2].quota.records_per_sec: must be at least 1",
+                "auth.api_keys[2].quota.bytes_per_sec: must be at least 1",
+                "auth.api_keys[2].quota.max_inflight: must be at least 1",
+                "auth.api_keys[3].name: must be 1..=64 characters of A-Z a-z 0-9 . _ -",
+                "auth.api_keys[4].name: must be 1..=64 characters of A-Z a-z 0-9 . _ -",
+                "auth.api_keys[5].name: must not be the key itself",
+            ]
+        );
+        let long = "n".repeat(MAX_KEY_NAME_CHARS + 1);
+        let config = parse(&format!(
+            "[auth]\nenabled = true\napi_keys = [{{ key = \"k\", name = \"{long}\" }}]\n"
+        ));
+        assert_eq!(problems(&config).len(), 1);
+    }
+
+    #[test]
+    fn a_misspelt_quota_key_is_a_parse_error() {
+        let message = parse_error(
+            "[auth]\nenabled = true\napi_keys = [{ key = \"k\", quota = { record_per_sec = 5 } }]\n",
+        );
+        assert!(message.contains("record_per_sec"), "{message}");
+        let message = parse_error(
+            "[auth]\nenabled = true\napi_keys = [{ key = \"k\", quota = { max_inflight = -1 } }]\n",
+        );
+        assert!(message.contains("max_inflight"), "{message}");
     }
 
     #[test]

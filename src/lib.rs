@@ -10,12 +10,13 @@
 //! - [`backend`]: the seam between HTTP and storage — the embedded log, or a Kafka cluster.
 //! - [`app`]: builds and runs the server (registry, actors, HTTP), and shuts it down in order.
 //! - [`http`]: one module per resource; [`http::error`] maps every failure to a status and
-//!   `error_code` in one place. [`auth`]: API keys and topic scopes. [`metrics`]: `/metrics`.
+//!   `error_code` in one place. [`auth`]: API keys and topic scopes. [`quota`]: per-key
+//!   metering and quotas (token buckets, in-flight slots). [`metrics`]: `/metrics`.
 //! - [`produce`]: the produce request's shape and its CPU work — serializing records, choosing
 //!   partitions and building one compressed batch per partition on the HTTP worker.
 //!
-//! A produce request flows: auth middleware → `http::produce` (cheap checks, bounded body
-//! read) → `produce::prepare` (batches) → the worker's `ProducerActor` → each partition's
+//! A produce request flows: auth middleware → `http::produce` (cheap checks, the key's quota,
+//! bounded body read) → `produce::prepare` (batches) → the worker's `ProducerActor` → each partition's
 //! `PartitionActor` (offset stamp, pwrite, group-commit fsync) → per-record offsets.
 
 pub mod app;
@@ -28,3 +29,4 @@ pub mod idempotency;
 pub mod metrics;
 pub mod partitioner;
 pub mod produce;
+pub mod quota;

@@ -17,6 +17,10 @@ pub struct Metrics {
     pub async_requests: IntGaugeVec,
     pub partition_end_offset: IntGaugeVec,
     pub partition_bytes: IntGaugeVec,
+    /// Per API key (by its configured name, never its secret); see `quota.rs`.
+    pub key_records: IntCounterVec,
+    pub key_bytes: IntCounterVec,
+    pub quota_refused: IntCounterVec,
 }
 
 /// Latency buckets from 100 µs to 30 s: produce with fsync is sub-millisecond to tens of ms.
@@ -76,6 +80,30 @@ impl Metrics {
             &["topic", "partition"],
         )
         .expect("valid metric");
+        let key_records = IntCounterVec::new(
+            Opts::new(
+                "rill_key_records_total",
+                "Records in parsed produce requests, by API key name",
+            ),
+            &["key"],
+        )
+        .expect("valid metric");
+        let key_bytes = IntCounterVec::new(
+            Opts::new(
+                "rill_key_bytes_total",
+                "Produce request body bytes, by API key name",
+            ),
+            &["key"],
+        )
+        .expect("valid metric");
+        let quota_refused = IntCounterVec::new(
+            Opts::new(
+                "rill_quota_refused_total",
+                "Produce requests refused 429 by a key's quota, by API key name and limit",
+            ),
+            &["key", "quota"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(records_produced.clone()),
@@ -84,6 +112,9 @@ impl Metrics {
             Box::new(async_requests.clone()),
             Box::new(partition_end_offset.clone()),
             Box::new(partition_bytes.clone()),
+            Box::new(key_records.clone()),
+            Box::new(key_bytes.clone()),
+            Box::new(quota_refused.clone()),
             Box::new(rill_actors::metrics::FLUSH_LATENCY.clone()),
         ] {
             registry
@@ -99,6 +130,9 @@ impl Metrics {
             async_requests,
             partition_end_offset,
             partition_bytes,
+            key_records,
+            key_bytes,
+            quota_refused,
         }
     }
 

@@ -154,12 +154,14 @@ impl Decoder {
 
 /// Reads the body, refusing it as soon as it — decoded — passes `limit` (the rest is never
 /// read). `grow` is told each time the decoded size passes what was reserved for it, so the
-/// in-flight budget follows the memory a compressed body really takes.
+/// in-flight budget follows the memory a compressed body really takes; `received` counts the
+/// bytes as sent.
 pub async fn read_body(
     mut payload: web::Payload,
     coding: ContentCoding,
     declared: Option<usize>,
     limit: usize,
+    received: &mut usize,
     mut grow: impl FnMut(usize) -> Result<(), ApiError>,
 ) -> Result<BytesMut, ApiError> {
     if coding == ContentCoding::Identity {
@@ -171,10 +173,10 @@ pub async fn read_body(
             }
             body.extend_from_slice(&chunk);
         }
+        *received = body.len();
         return Ok(body);
     }
     let mut decoder = Decoder::new(coding, limit)?;
-    let mut received = 0usize;
     let invalid = |e: std::io::Error| {
         ApiError::InvalidRequest(format!(
             "request body: not valid {} data: {e}",
@@ -183,8 +185,8 @@ pub async fn read_body(
     };
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(super::body_error)?;
-        received += chunk.len();
-        if received > limit {
+        *received += chunk.len();
+        if *received > limit {
             return Err(ApiError::PayloadTooLarge { limit });
         }
         if let Err(e) = decoder.feed(&chunk) {

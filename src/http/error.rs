@@ -7,6 +7,7 @@ use actix_web::{HttpResponse, ResponseError};
 use rill_actors::error::{LogError, TopicError};
 
 use crate::backend::BackendError;
+use crate::quota::RateLimit;
 use serde::Serialize;
 
 /// The JSON body of every error answer.
@@ -64,11 +65,13 @@ pub enum ApiError {
     /// A request with the same `Idempotency-Key` is being handled; retry after it.
     #[error("{0}")]
     IdempotencyKeyInProgress(String),
-    /// A queue or budget is full; the client should retry after `retry_after_secs`.
+    /// A queue, budget or the key's quota is full; the client should retry after
+    /// `retry_after_secs`. `rate_limit` is the key's rate limit, answered as `RateLimit-*`.
     #[error("{message}")]
     TooManyRequests {
         message: String,
         retry_after_secs: u64,
+        rate_limit: Option<RateLimit>,
     },
     /// Shutting down, or storage failed.
     #[error("{0}")]
@@ -144,9 +147,14 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         match self {
             ApiError::TooManyRequests {
-                retry_after_secs, ..
+                retry_after_secs,
+                rate_limit,
+                ..
             } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+                if let Some(rate_limit) = rate_limit {
+                    rate_limit.insert_into(&mut response);
+                }
             }
             ApiError::Unavailable(_) | ApiError::IdempotencyKeyInProgress(_) => {
                 response.insert_header((header::RETRY_AFTER, "1"));

@@ -28,6 +28,7 @@ use crate::http::error::ApiError;
 use crate::idempotency::{self, BatchRef, Begin};
 use crate::partitioner::RoundRobin;
 use crate::produce::{parse_body, prepare, PreparedProduce, ProduceSettings, ITEM_OVERHEAD_BYTES};
+use crate::quota::{Admission, RateLimit};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,6 +68,7 @@ pub async fn produce(
         return Err(ApiError::Unavailable("broker is shutting down".into()));
     }
     caller.check(&topic)?;
+    let admission = caller.admit_produce()?;
     let topic = state
         .backend
         .topic(&topic)
@@ -119,16 +121,28 @@ pub async fn produce(
         permit: reserve_inflight(&state, reserved)?,
         reserved,
     };
-    let body = read_body(payload, coding, declared, limit, |decoded| {
+    // The key's byte quota counts bytes on the wire (compressed, if they are).
+    if let Some(declared) = declared {
+        admission.charge_bytes(declared);
+    }
+    let mut received = 0;
+    let body = read_body(payload, coding, declared, limit, &mut received, |decoded| {
         charge.grow_to(&state, decoded)
     })
     .await?;
+    if declared.is_none() {
+        admission.charge_bytes(received);
+    }
 
     let parsed = parse_body(&body)?;
+    admission.charge_records(parsed.records.len());
     // Parsed records, the batches built from them and the per-record answers take memory
     // beyond the body's bytes: charge that to the budget too.
     let expansion = reserve_expansion(&state, charge.reserved, body.len(), parsed.items())?;
-    let permits = (charge.permit, expansion);
+    let held = Held {
+        _budget: (charge.permit, expansion),
+        admission,
+    };
     let settings = ProduceSettings::resolve(
         &parsed,
         state.backend.batch_compression(compression),
@@ -215,7 +229,7 @@ pub async fn produce(
             },
             remaining,
             arrived,
-            permits,
+            held,
         )
         .await;
     }
@@ -227,7 +241,7 @@ pub async fn produce(
             prepared,
             record_count,
         };
-        return start_async(state, job, request_id, remaining, arrived, permits, None).await;
+        return start_async(state, job, request_id, remaining, arrived, held, None).await;
     }
     let batches = std::mem::take(&mut prepared.batches);
     let results =
@@ -245,10 +259,12 @@ pub async fn produce(
         .produce_latency
         .with_label_values(&["sync"])
         .observe(arrived.elapsed().as_secs_f64());
-    Ok(HttpResponse::Ok().json(ProduceResponse {
-        topic: topic.name.as_str(),
-        offsets: &results,
-    }))
+    Ok(
+        with_rate_limit(HttpResponse::Ok(), held.admission.rate_limit()).json(ProduceResponse {
+            topic: topic.name.as_str(),
+            offsets: &results,
+        }),
+    )
 }
 
 fn not_acknowledged(timeout: Duration) -> ApiError {
@@ -295,7 +311,7 @@ async fn produce_idempotent(
     request: IdempotentRequest,
     remaining: Duration,
     arrived: Instant,
-    permits: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
+    held: Held,
 ) -> Result<HttpResponse, ApiError> {
     let IdempotentRequest {
         tag,
@@ -321,7 +337,7 @@ async fn produce_idempotent(
             request_id,
             remaining,
             arrived,
-            permits,
+            held,
             Some(settle),
         )
         .await;
@@ -338,7 +354,7 @@ async fn produce_idempotent(
             .flatten()
             .is_some();
         if known {
-            return Ok(accepted(request_id));
+            return Ok(accepted(request_id, held.admission.rate_limit()));
         }
     }
 
@@ -417,7 +433,8 @@ async fn produce_idempotent(
     if first_attempt {
         count_produced(&state, &topic.name, records, bytes);
     }
-    drop(permits);
+    let rate_limit = held.admission.rate_limit();
+    drop(held);
     if let Some(request_id) = original_id {
         // An async request retried after its status was forgotten (a restart, or past
         // status_ttl_secs): its status is made anew under the same id.
@@ -428,17 +445,19 @@ async fn produce_idempotent(
             offsets: results,
             error: None,
         });
-        return Ok(accepted(&request_id));
+        return Ok(accepted(&request_id, rate_limit));
     }
     state
         .metrics
         .produce_latency
         .with_label_values(&["sync"])
         .observe(arrived.elapsed().as_secs_f64());
-    Ok(HttpResponse::Ok().json(ProduceResponse {
-        topic: topic.name.as_str(),
-        offsets: &results,
-    }))
+    Ok(
+        with_rate_limit(HttpResponse::Ok(), rate_limit).json(ProduceResponse {
+            topic: topic.name.as_str(),
+            offsets: &results,
+        }),
+    )
 }
 
 /// Where a batch landed, if all of it did.
@@ -507,7 +526,26 @@ async fn register_async(
         .map_err(|full| ApiError::TooManyRequests {
             message: format!("{full}; retry later"),
             retry_after_secs: 1,
+            rate_limit: None,
         })
+}
+
+/// What a request holds until its records are appended (for async ones, past the answer):
+/// its share of the in-flight byte budget and its key's in-flight slot.
+struct Held {
+    _budget: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
+    admission: Admission,
+}
+
+/// `RateLimit-*` headers on a success, for a key with a rate limit.
+fn with_rate_limit(
+    mut response: actix_web::HttpResponseBuilder,
+    rate_limit: Option<RateLimit>,
+) -> actix_web::HttpResponseBuilder {
+    if let Some(rate_limit) = rate_limit {
+        rate_limit.insert_into(&mut response);
+    }
+    response
 }
 
 /// An async request's work: what to append where.
@@ -527,7 +565,7 @@ async fn start_async(
     request_id: String,
     timeout: Duration,
     arrived: Instant,
-    permits: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
+    held: Held,
     mut settle: Option<Settle>,
 ) -> Result<HttpResponse, ApiError> {
     let AsyncJob {
@@ -537,10 +575,11 @@ async fn start_async(
         record_count,
     } = job;
     register_async(&state, &request_id, &topic, record_count).await?;
-    let answer = accepted(&request_id);
+    let answer = accepted(&request_id, held.admission.rate_limit());
     actix_web::rt::spawn(async move {
         // The batches stay in memory until appended: so does their share of the budget.
-        let _permits = permits;
+        // The request counts against its key's max_inflight until then, too.
+        let _held = held;
         state.status.do_send(MarkProcessing {
             request_id: request_id.clone(),
         });
@@ -600,9 +639,13 @@ async fn start_async(
 }
 
 /// The 202 answer of an async request.
-fn accepted(request_id: &str) -> HttpResponse {
+fn accepted(request_id: &str, rate_limit: Option<RateLimit>) -> HttpResponse {
     let status_url = format!("/api/produce/status/{request_id}");
-    HttpResponse::Accepted()
+    let mut response = HttpResponse::Accepted();
+    if let Some(rate_limit) = rate_limit {
+        rate_limit.insert_into(&mut response);
+    }
+    response
         .insert_header((header::LOCATION, status_url.clone()))
         .json(AsyncAccepted {
             request_id,
@@ -672,6 +715,7 @@ fn reserve_inflight(state: &AppState, bytes: usize) -> Result<OwnedSemaphorePerm
         .map_err(|_| ApiError::TooManyRequests {
             message: "in-flight request bytes are at max_inflight_bytes; retry later".into(),
             retry_after_secs: 1,
+            rate_limit: None,
         })
 }
 
