@@ -134,18 +134,38 @@ impl Segment {
             }
         };
 
-        let ScanOutcome {
-            valid_len,
-            next_offset,
-            max_timestamp,
-            last_index_position,
-        } = recovery::scan(
+        let mut outcome = recovery::scan(
             bytes,
             scan_from,
             expected_offset,
             index_interval_bytes,
             |offset, position| index.append(offset, position),
         )?;
+        let mut scan_from = scan_from;
+        if scan_from > 0 && outcome.valid_len == scan_from {
+            // Not even the batch the last index entry points at is valid: the index cannot
+            // vouch for the bytes before it either (cutting at the entry would make the next
+            // start trust an older, unchecked entry and find another end). Scan it all.
+            log::warn!(
+                "{}: the batch at the last index entry is invalid; rebuilding the index",
+                path.display()
+            );
+            index.clear()?;
+            scan_from = 0;
+            outcome = recovery::scan(
+                bytes,
+                0,
+                base_offset,
+                index_interval_bytes,
+                |offset, position| index.append(offset, position),
+            )?;
+        }
+        let ScanOutcome {
+            valid_len,
+            next_offset,
+            max_timestamp,
+            last_index_position,
+        } = outcome;
         let bytes_since_index_entry = valid_len - last_index_position.unwrap_or(scan_from);
         drop(map);
 

@@ -57,21 +57,84 @@ pub struct AvroSchema {
     names: HashMap<Name, Schema>,
 }
 
+/// Checks every name the Avro library will parse — `type` names, `name`, `namespace`,
+/// `aliases` — against the specification's grammar (`[A-Za-z_][A-Za-z0-9_]*`, dotted for full
+/// names), so that a bad one is a clear error instead of a panic inside the library.
+fn check_names(json: &Json) -> Result<(), String> {
+    fn identifier(part: &str) -> bool {
+        let mut chars = part.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    }
+    fn full_name(name: &str) -> bool {
+        name.strip_prefix('.')
+            .unwrap_or(name)
+            .split('.')
+            .all(identifier)
+    }
+    match json {
+        Json::Array(items) => items.iter().try_for_each(check_names),
+        Json::Object(object) => {
+            for key in ["type", "name"] {
+                if let Some(Json::String(name)) = object.get(key) {
+                    if !full_name(name) {
+                        return Err(format!("{key} {name:?} is not a valid Avro name"));
+                    }
+                }
+            }
+            if let Some(Json::String(namespace)) = object.get("namespace") {
+                if !namespace.is_empty() && !namespace.split('.').all(identifier) {
+                    return Err(format!(
+                        "namespace {namespace:?} is not a valid Avro namespace"
+                    ));
+                }
+            }
+            if let Some(Json::Array(aliases)) = object.get("aliases") {
+                for alias in aliases {
+                    if let Json::String(alias) = alias {
+                        if !full_name(alias) {
+                            return Err(format!("alias {alias:?} is not a valid Avro name"));
+                        }
+                    }
+                }
+            }
+            // Only what holds schemas: a `default` value may well have a "name" of any text.
+            ["type", "fields", "items", "values"]
+                .iter()
+                .filter_map(|key| object.get(*key))
+                .try_for_each(check_names)
+        }
+        _ => Ok(()),
+    }
+}
+
 impl AvroSchema {
     /// Parses a schema's JSON text.
     pub fn parse(text: &str) -> Result<Self, FormatSpecError> {
         let mut json: Json = serde_json::from_str(text)
             .map_err(|e| FormatSpecError::InvalidSchema(format!("not JSON: {e}")))?;
         strip_logical_types(&mut json);
-        let schema =
-            Schema::parse(&json).map_err(|e| FormatSpecError::InvalidSchema(e.to_string()))?;
-        let names = ResolvedSchema::try_from(&schema)
-            .map_err(|e| FormatSpecError::InvalidSchema(e.to_string()))?
-            .get_names()
-            .iter()
-            .map(|(name, schema)| (name.clone(), (*schema).clone()))
-            .collect();
-        Ok(Self { schema, names })
+        check_names(&json).map_err(FormatSpecError::InvalidSchema)?;
+        // apache-avro unwraps some name parses; `check_names` keeps those inputs out, and this
+        // keeps any other panic in the library a 400 rather than a dead worker.
+        let parsed = std::panic::catch_unwind(|| -> Result<Self, FormatSpecError> {
+            let schema =
+                Schema::parse(&json).map_err(|e| FormatSpecError::InvalidSchema(e.to_string()))?;
+            let names = ResolvedSchema::try_from(&schema)
+                .map_err(|e| FormatSpecError::InvalidSchema(e.to_string()))?
+                .get_names()
+                .iter()
+                .map(|(name, schema)| (name.clone(), (*schema).clone()))
+                .collect();
+            Ok(Self { schema, names })
+        });
+        parsed.unwrap_or_else(|_| {
+            Err(FormatSpecError::InvalidSchema(
+                "the Avro library could not parse this schema".into(),
+            ))
+        })
     }
 
     /// The parsed schema (logical type annotations removed, see the module doc).
@@ -878,6 +941,28 @@ mod tests {
 
     fn json(text: &str) -> Json {
         serde_json::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    #[test]
+    fn names_the_library_would_panic_on_are_refused() {
+        for schema in [
+            r#"{"type":"record","name":":","fields":[]}"#,
+            r#"{"type":"record","name":"r","fields":[{"name":"a","type":{"type":"fixed","name":"x y","size":1}}]}"#,
+            r#"{"type":"record","name":"r","aliases":["-"],"fields":[]}"#,
+            r#"{"type":"record","name":"r","namespace":"a..b","fields":[]}"#,
+            r#"{"type":"enum","name":"9e","symbols":["A"]}"#,
+            r#"{"type":":"}"#,
+        ] {
+            match AvroSchema::parse(schema) {
+                Err(FormatSpecError::InvalidSchema(message)) => {
+                    assert!(message.contains("not a valid Avro"), "{schema}: {message}")
+                }
+                other => panic!("{schema}: {:?}", other.map(|_| ())),
+            }
+        }
+        // A default whose text looks like a bad name is only data.
+        let ok = r#"{"type":"record","name":"ns.r","fields":[{"name":"p","type":{"type":"record","name":"P","fields":[{"name":"name","type":"string"}]},"default":{"name":"J. Doe"}}]}"#;
+        assert!(AvroSchema::parse(ok).is_ok());
     }
 
     #[test]
