@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-5}
 GIB=${GIB:-2}
-cargo build --release --workspace --bins
+[[ "${BUILD:-1}" == 1 ]] && cargo build --release --workspace --bins
 DIR=$(mktemp -d "$PWD/target/startup-bench.XXXXXX")
 trap 'pkill -f "$DIR/broker.toml" 2>/dev/null || true; rm -rf "$DIR"' EXIT
 cat > "$DIR/broker.toml" <<TOML
@@ -28,16 +28,28 @@ start() { # → prints ms from exec to /readyz 200; leaves the broker running ($
   t0=$(date +%s%N)
   target/release/rill --config "$DIR/broker.toml" > "$DIR/out" 2>"$DIR/err" &
   PID=$!
+  # `start` also runs in command substitutions (subshells): the caller reads these back.
+  echo "$PID" > "$DIR/pid"
   until url=$(sed -n 's/^rill listening on //p' "$DIR/out" 2>/dev/null) && [ -n "$url" ]; do sleep 0.002; done
   until curl -sf "$url/readyz" >/dev/null; do sleep 0.002; done
   URL=$url
+  echo "$url" > "$DIR/url"
   echo $(( ($(date +%s%N) - t0) / 1000000 ))
+}
+# Stops the broker `start` left running and waits until it is gone (it may not be this
+# shell's child: `start` runs in command substitutions too).
+stop() { # SIGNAL
+  local pid
+  pid=$(cat "$DIR/pid")
+  kill "-$1" "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.01; done
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # Create the topic, then fill its partition directly through the log (flush = os: fast).
-start >/dev/null; kill -TERM "$PID"; wait "$PID" || true
-batches=$(( GIB * 1024 * 1024 * 1024 / (1000 * 140) ))
+start >/dev/null; stop TERM
+# ~110 bytes per 100-byte record on disk: a little over GIB GiB.
+batches=$(( GIB * 1024 * 1024 * 1024 / (1000 * 110) ))
 target/release/rill-append-bench --dir "$DIR/data/big-0" --appenders 4 --batch-records 1000 \
   --record-bytes 100 --batches $(( batches / 4 )) --flush os --segment-bytes 10485760 >/dev/null
 sync
@@ -46,13 +58,13 @@ bytes=$(du -sb "$DIR/data/big-0" | cut -f1)
 
 clean=(); killed=()
 for _ in $(seq "$RUNS"); do
-  clean+=("$(start)"); kill -TERM "$PID"; wait "$PID" || true
+  clean+=("$(start)"); stop TERM
   start >/dev/null
   # SIGKILL while producing, so the tail is mid-write.
   (for _ in $(seq 200); do curl -s -o /dev/null -XPOST "$URL/api/topics/big/produce" \
      -H 'content-type: application/json' -d '{"records":[{"value":{"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}]}' || break; done) &
-  sleep 0.3; kill -KILL "$PID"; wait "$PID" 2>/dev/null || true; wait || true
-  killed+=("$(start)"); kill -TERM "$PID"; wait "$PID" || true
+  sleep 0.3; stop KILL; wait || true
+  killed+=("$(start)"); stop TERM
 done
 echo "### Start-up of a large data dir"
 echo
