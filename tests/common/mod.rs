@@ -50,8 +50,9 @@ pub fn start(config_path: &Path, data_dir: &Path) -> Broker {
     start_wrapped(&[], config_path, data_dir)
 }
 
-/// Starts the binary under a wrapper command, e.g. `fiu-run -x -c …` for fault injection.
-pub fn start_wrapped(wrapper: &[&str], config_path: &Path, data_dir: &Path) -> Broker {
+/// The rill binary on `config_path` and `data_dir` (under `wrapper`, if any), logging at
+/// `RUST_LOG` (default `warn`).
+fn rill_command(wrapper: &[&str], config_path: &Path, data_dir: &Path) -> Command {
     let mut command = match wrapper.split_first() {
         Some((program, args)) => {
             let mut c = Command::new(program);
@@ -60,7 +61,7 @@ pub fn start_wrapped(wrapper: &[&str], config_path: &Path, data_dir: &Path) -> B
         }
         None => Command::new(env!("CARGO_BIN_EXE_rill")),
     };
-    let mut child = command
+    command
         .arg("--config")
         .arg(config_path)
         .arg("--data-dir")
@@ -68,7 +69,13 @@ pub fn start_wrapped(wrapper: &[&str], config_path: &Path, data_dir: &Path) -> B
         .env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-        )
+        );
+    command
+}
+
+/// Starts the binary under a wrapper command, e.g. `fiu-run -x -c …` for fault injection.
+pub fn start_wrapped(wrapper: &[&str], config_path: &Path, data_dir: &Path) -> Broker {
+    let mut child = rill_command(wrapper, config_path, data_dir)
         .stdout(Stdio::piped())
         .spawn()
         .expect("rill binary starts");
@@ -251,23 +258,7 @@ fn start_logged_with(
     data_dir: &Path,
     env: &[(&str, &str)],
 ) -> (Broker, StderrLog) {
-    let mut command = match wrapper.split_first() {
-        Some((program, args)) => {
-            let mut c = Command::new(program);
-            c.args(args).arg(env!("CARGO_BIN_EXE_rill"));
-            c
-        }
-        None => Command::new(env!("CARGO_BIN_EXE_rill")),
-    };
-    let mut child = command
-        .arg("--config")
-        .arg(config_path)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-        )
+    let mut child = rill_command(wrapper, config_path, data_dir)
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
