@@ -90,7 +90,16 @@ LOG
     -Dlog4j2.configurationFile="$dir/log4j2.properties")
   if [ ! -f "$dir/data/meta.properties" ]; then
     java "${java_opts[@]}" -cp "$cp" kafka.tools.StorageTool format \
-      -t "$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')" \
+      -t "$(python3 -c '
+import base64, uuid
+# A cluster id is a UUID in URL-safe base64. One starting with "-" would be read as an option
+# by the tool (1 in 64 ids): draw until it does not.
+while True:
+    cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not cid.startswith("-"):
+        print(cid)
+        break
+')" \
       -c "$dir/server.properties" >"$dir/format.log" 2>&1 || {
         cat "$dir/format.log" >&2
         exit 1
