@@ -358,9 +358,16 @@ impl Broker {
 
     /// Every record of one partition, from offset 0, keys and values as strings.
     pub fn read_everything(&self, topic: &str, partition: u32) -> Vec<Stored> {
-        let mut out: Vec<Stored> = Vec::new();
+        let mut out = Vec::new();
+        self.for_each_stored(topic, partition, |r| out.push(r));
+        out
+    }
+
+    /// Streams every stored record of a partition, in offset order, one page at a time: long
+    /// runs hold tens of millions of records, more than fits in memory as `Stored`s at once.
+    pub fn for_each_stored(&self, topic: &str, partition: u32, mut each: impl FnMut(Stored)) {
+        let mut from = 0;
         loop {
-            let from = out.last().map_or(0, |r| r.offset + 1);
             let (s, b) = self.read(
                 topic,
                 partition,
@@ -369,11 +376,13 @@ impl Broker {
             assert_eq!(s, 200, "read {topic}/{partition} from {from}: {b}");
             let records = b["records"].as_array().expect("records");
             if records.is_empty() {
-                return out;
+                return;
             }
             for r in records {
-                out.push(Stored {
-                    offset: r["offset"].as_i64().expect("offset"),
+                let offset = r["offset"].as_i64().expect("offset");
+                from = offset + 1;
+                each(Stored {
+                    offset,
                     key: r["key"].as_str().map(str::to_string),
                     value: r["value"].as_str().expect("string value").to_string(),
                 });
