@@ -9,6 +9,7 @@
 //! (`max_finished_records`): past it the oldest finished ones are dropped before their TTL.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
@@ -90,16 +91,17 @@ pub struct RequestState {
     #[serde(serialize_with = "serialize_time")]
     pub updated_at: SystemTime,
     pub record_count: usize,
-    pub offsets: Vec<RecordResult>,
+    /// Shared: a status poll clones the state, and a finished request may hold 100,000s.
+    pub offsets: Arc<[RecordResult]>,
     pub error: Option<String>,
 }
 
 fn serialize_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&humantime_rfc3339_millis(*t))
+    s.serialize_str(&rfc3339_millis(*t))
 }
 
 /// RFC 3339 in UTC with milliseconds, e.g. `2026-11-29T01:02:03.456Z`.
-fn humantime_rfc3339_millis(t: SystemTime) -> String {
+pub fn rfc3339_millis(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
@@ -212,7 +214,7 @@ impl StatusActor {
                 created_at: now,
                 updated_at: now,
                 record_count: msg.record_count,
-                offsets: Vec::new(),
+                offsets: Arc::new([]),
                 error: None,
             },
         );
@@ -228,7 +230,7 @@ impl StatusActor {
         }
         self.unfinished -= 1;
         state.status = msg.status;
-        state.offsets = msg.offsets;
+        state.offsets = msg.offsets.into();
         state.error = msg.error;
         state.updated_at = SystemTime::now();
         self.finished_records += state.offsets.len();
@@ -403,9 +405,9 @@ mod tests {
     #[test]
     fn timestamps_render_as_rfc3339_utc_millis() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_914_123_456);
-        assert_eq!(humantime_rfc3339_millis(t), "2026-11-29T01:02:03.456Z");
+        assert_eq!(rfc3339_millis(t), "2026-11-29T01:02:03.456Z");
         assert_eq!(
-            humantime_rfc3339_millis(SystemTime::UNIX_EPOCH),
+            rfc3339_millis(SystemTime::UNIX_EPOCH),
             "1970-01-01T00:00:00.000Z"
         );
     }

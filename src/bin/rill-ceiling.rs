@@ -8,7 +8,10 @@
 //! - `POST /null/*`: reads the whole body (the way rill's produce handler does) and answers
 //!   `{"ok":true}`.
 //! - `POST /parse/*`: reads the body, also parses it as JSON (`serde_json` into `IgnoredAny`)
-//!   and discards it, then answers the same.
+//!   and discards it, then answers the same. Nothing is built: the cheapest parse there is,
+//!   and the ceiling the benchmark's targets are measured against.
+//! - `POST /tree/*`: reads the body and parses it into a document tree (`serde_json::Value`,
+//!   what "parse the JSON" means in most servers), for context next to the strict ceiling.
 //!
 //! ```sh
 //! cargo build --release --bin rill-ceiling
@@ -66,6 +69,7 @@ async fn run(bind: String, config: ServerConfig) -> std::io::Result<()> {
             .app_data(web::Data::new(Limit(limit)))
             .route("/null/{tail:.*}", web::post().to(null))
             .route("/parse/{tail:.*}", web::post().to(parse))
+            .route("/tree/{tail:.*}", web::post().to(tree))
     })
     .workers(config.workers())
     .backlog(BACKLOG)
@@ -103,6 +107,18 @@ async fn parse(
     let body = read_body(&req, payload, limit.0).await?;
     serde_json::from_slice::<IgnoredAny>(&body)
         .map_err(|e| error::ErrorBadRequest(format!("invalid JSON: {e}")))?;
+    Ok(answer())
+}
+
+async fn tree(
+    req: HttpRequest,
+    limit: web::Data<Limit>,
+    payload: web::Payload,
+) -> actix_web::Result<HttpResponse> {
+    let body = read_body(&req, payload, limit.0).await?;
+    let document = serde_json::from_slice::<serde_json::Value>(&body)
+        .map_err(|e| error::ErrorBadRequest(format!("invalid JSON: {e}")))?;
+    drop(document);
     Ok(answer())
 }
 

@@ -1,6 +1,7 @@
 //! The HTTP front: one file per resource, each handler thin — parse, check, call the core —
 //! and every failure an [`error::ApiError`] mapped to status and `error_code` in one place.
 
+pub mod answer;
 pub mod body;
 pub mod error;
 pub mod health;

@@ -13,9 +13,7 @@ use rill_actors::compression::Compression;
 use rill_actors::idempotency::IdempotencyTag;
 use rill_actors::partition::now_ms;
 use rill_actors::producer::PartitionBatch;
-use rill_actors::status::{
-    Finish, GetStatus, MarkProcessing, RecordResult, Register, RequestStatus,
-};
+use rill_actors::status::{Finish, GetStatus, MarkProcessing, Register, RequestStatus};
 use rill_actors::types::{Offset, PartitionId, TopicName};
 use serde::{Deserialize, Serialize};
 use tokio::sync::OwnedSemaphorePermit;
@@ -23,6 +21,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::backend::{BackendError, BatchOutcome, TopicMeta};
+use crate::http::answer;
 use crate::http::body::{read_body, ContentCoding};
 use crate::http::error::ApiError;
 use crate::idempotency::{self, BatchRef, Begin};
@@ -39,13 +38,6 @@ pub struct ProduceQuery {
     is_async: Option<String>,
     #[serde(default)]
     timeout_ms: Option<u64>,
-}
-
-/// The sync answer: one entry per input record, in input order.
-#[derive(Serialize)]
-struct ProduceResponse<'a> {
-    topic: &'a str,
-    offsets: &'a [RecordResult],
 }
 
 #[derive(Serialize)]
@@ -260,10 +252,9 @@ pub async fn produce(
         .with_label_values(&["sync"])
         .observe(arrived.elapsed().as_secs_f64());
     Ok(
-        with_rate_limit(HttpResponse::Ok(), held.admission.rate_limit()).json(ProduceResponse {
-            topic: topic.name.as_str(),
-            offsets: &results,
-        }),
+        with_rate_limit(HttpResponse::Ok(), held.admission.rate_limit())
+            .insert_header(header::ContentType::json())
+            .body(answer::sync_answer(topic.name.as_str(), &results)),
     )
 }
 
@@ -452,12 +443,9 @@ async fn produce_idempotent(
         .produce_latency
         .with_label_values(&["sync"])
         .observe(arrived.elapsed().as_secs_f64());
-    Ok(
-        with_rate_limit(HttpResponse::Ok(), rate_limit).json(ProduceResponse {
-            topic: topic.name.as_str(),
-            offsets: &results,
-        }),
-    )
+    Ok(with_rate_limit(HttpResponse::Ok(), rate_limit)
+        .insert_header(header::ContentType::json())
+        .body(answer::sync_answer(topic.name.as_str(), &results)))
 }
 
 /// Where a batch landed, if all of it did.

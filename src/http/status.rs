@@ -5,6 +5,7 @@ use rill_actors::status::GetStatus;
 
 use crate::app::AppState;
 use crate::auth::Caller;
+use crate::http::answer;
 use crate::http::error::ApiError;
 
 pub async fn get_status(
@@ -22,9 +23,9 @@ pub async fn get_status(
         .map_err(|_| ApiError::Unavailable("status actor stopped".into()))?;
     match found {
         // A key scoped to other topics learns nothing, not even that the id exists.
-        Some(request) if caller.allows(request.topic.as_str()) => {
-            Ok(HttpResponse::Ok().json(request))
-        }
+        Some(request) if caller.allows(request.topic.as_str()) => Ok(HttpResponse::Ok()
+            .insert_header(actix_web::http::header::ContentType::json())
+            .body(answer::status_answer(&request))),
         _ => Err(ApiError::RequestNotFound(request_id)),
     }
 }
