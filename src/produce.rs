@@ -95,10 +95,10 @@ where
     deserializer.deserialize_seq(Bounded(std::marker::PhantomData))
 }
 
-/// Parses `bytes` as `T` with the record and header count starting afresh.
-fn from_body<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> serde_json::Result<T> {
+/// Parses `text` as `T` with the record and header count starting afresh.
+fn from_body<'a, T: Deserialize<'a>>(text: &'a str) -> serde_json::Result<T> {
     ITEMS_LEFT.with(|left| left.set(MAX_ITEMS_PER_REQUEST));
-    let parsed = serde_json::from_slice(bytes);
+    let parsed = serde_json::from_str(text);
     ITEMS_LEFT.with(|left| left.set(usize::MAX));
     parsed
 }
@@ -156,7 +156,9 @@ pub const MAX_JSON_DEPTH: usize = 128;
 /// Whether the JSON text `text` (already validated) nests arrays and objects deeper than
 /// `max`. Scans only the brackets outside strings.
 fn nested_deeper_than(text: &[u8], max: usize) -> bool {
-    if !matches!(text.first(), Some(b'[' | b'{')) {
+    // Nesting deeper than `max` takes more than `max` opening and as many closing brackets:
+    // shorter text (nearly every value) needs no scan.
+    if text.len() <= 2 * max + 1 || !matches!(text.first(), Some(b'[' | b'{')) {
         return false;
     }
     let mut depth = 0usize;
@@ -256,8 +258,12 @@ struct Base64In<'a> {
 pub fn parse_body(bytes: &[u8]) -> Result<ProduceBody<'_>, ApiError> {
     // Hot path: plain serde_json. Tracking the field path costs ~12 % of a 1000-record
     // request (perf), so it is only paid on the error path, by parsing again.
+    // UTF-8 is checked once over the whole body (word at a time for ASCII) rather than string
+    // by string and raw value by raw value, as parsing from bytes does (~4 % of a
+    // 1000-record request, perf).
+    let text = std::str::from_utf8(bytes).map_err(|_| describe_error(bytes))?;
     let JsonObject(body) =
-        from_body::<JsonObject<ProduceBody>>(bytes).map_err(|_| describe_error(bytes))?;
+        from_body::<JsonObject<ProduceBody>>(text).map_err(|_| describe_error(bytes))?;
     if body.records.is_empty() {
         return Err(ApiError::InvalidRequest(
             "records: must not be empty".into(),
@@ -363,6 +369,19 @@ pub fn prepare(
     // partition -> index into `builders`, as a flat table (partition counts are bounded).
     let mut slot_of: Vec<u32> = vec![u32::MAX; partitions as usize];
     let mut builders: Vec<(PartitionId, BatchBuilder)> = Vec::new();
+    // Each batch's buffer is sized up front from the records' JSON (which is larger than what
+    // a record stores), as if they spread evenly over the partitions: growing a buffer by
+    // doubling copied each batch about once more (memmove in the profile).
+    let batch_capacity = {
+        let raw_len = |raw: Option<&RawValue>| raw.map_or(0, |r| r.get().len());
+        let json_bytes: usize = body
+            .records
+            .iter()
+            .map(|r| raw_len(r.key) + raw_len(r.value) + 16)
+            .sum();
+        let spread = body.records.len().clamp(1, partitions.max(1) as usize);
+        json_bytes / spread + json_bytes / spread / 4 + 64
+    };
     let mut members: Vec<Vec<u32>> = Vec::new();
     // Reused across records: bytes of keys/values that cannot be borrowed from the body.
     let mut key_buf = Vec::new();
@@ -435,7 +454,10 @@ pub fn prepare(
         let timestamp = record.timestamp.unwrap_or(now_ms);
         let slot = match slot_of[partition as usize] {
             u32::MAX => {
-                builders.push((partition, BatchBuilder::new(settings.compression)));
+                builders.push((
+                    partition,
+                    BatchBuilder::with_capacity(settings.compression, batch_capacity),
+                ));
                 members.push(Vec::with_capacity(body.records.len()));
                 slot_of[partition as usize] = (builders.len() - 1) as u32;
                 builders.len() - 1

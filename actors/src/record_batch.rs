@@ -307,9 +307,17 @@ pub struct EncodedBatch {
 
 impl BatchBuilder {
     pub fn new(compression: Compression) -> Self {
+        Self::with_capacity(compression, 0)
+    }
+
+    /// A builder whose buffer holds `records_bytes` of records before it has to grow (and
+    /// copy what it holds): callers that know roughly how much is coming say so.
+    pub fn with_capacity(compression: Compression, records_bytes: usize) -> Self {
+        let mut records = Vec::with_capacity(BATCH_HEADER_LEN + records_bytes);
+        records.resize(BATCH_HEADER_LEN, 0);
         Self {
             compression,
-            records: vec![0; BATCH_HEADER_LEN],
+            records,
             count: 0,
             base_timestamp: -1,
             max_timestamp: -1,
