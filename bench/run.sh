@@ -5,7 +5,8 @@
 #   QUICK=1 bench/run.sh      # smoke run: RUNS=1, DURATION=2
 #
 # Builds release binaries, starts the ceiling server (rill-ceiling: rill's actix-web settings,
-# `/null/*` reads the body, `/parse/*` also parses it as JSON) and, for every row, a fresh rill
+# `/null/*` reads the body, `/parse/*` also parses it as JSON into nothing (IgnoredAny, the
+# targets' ceiling), `/tree/*` into a serde_json::Value for context) and, for every row, a fresh rill
 # on a new temporary data dir (so rows don't inherit each other's segments or page cache
 # pressure), runs rill-loadgen against it, and measures the ceiling with the same bodies and
 # connections. Writes a markdown section to bench/perf-results.md (also printed).
@@ -157,7 +158,7 @@ conns_for() {
 
 # The ceiling for one body shape (batch size, connections), measured once per run of this
 # script and shared by the rows with that shape: null and parse routes.
-declare -A CEIL_NULL CEIL_PARSE
+declare -A CEIL_NULL CEIL_PARSE CEIL_TREE
 ceiling() {
   local batch=$1 conns key
   conns=$(conns_for "$batch")
@@ -167,16 +168,19 @@ ceiling() {
       --batch "$batch" --connections "$conns")
     CEIL_PARSE[$key]=$(measure --url "$CEILING_URL" --path /parse/topics/bench3/produce \
       --batch "$batch" --connections "$conns")
+    CEIL_TREE[$key]=$(measure --url "$CEILING_URL" --path /tree/topics/bench3/produce \
+      --batch "$batch" --connections "$conns")
   fi
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }'; }
 
-fmt_row() { # ID DESCRIPTION LINE NULL_CEILING_LINE PARSE_CEILING_LINE RSS → table row
-  local id=$1 desc=$2 l=$3 cn=$4 cp=$5 rss=$6 rec rnull rparse
+fmt_row() { # ID DESCRIPTION LINE NULL_CEILING_LINE PARSE_CEILING_LINE TREE_CEILING_LINE RSS → table row
+  local id=$1 desc=$2 l=$3 cn=$4 cp=$5 ct=$6 rss=$7 rec rnull rparse rtree
   rec=$(num "$l" records_per_s)
   rnull=$(ratio "$rec" "$(num "$cn" records_per_s)")
   rparse=$(ratio "$rec" "$(num "$cp" records_per_s)")
+  rtree=$(ratio "$rec" "$(num "$ct" records_per_s)")
   local extra=""
   if [[ "$(echo "$l" | field mode)" == async ]]; then
     extra=" (accepted $(echo "$l" | field accepted_per_s) req/s; done p50/p99 $(echo "$l" | field done_p50_ms)/$(echo "$l" | field done_p99_ms) ms)"
@@ -185,12 +189,12 @@ fmt_row() { # ID DESCRIPTION LINE NULL_CEILING_LINE PARSE_CEILING_LINE RSS → t
   errs=$(echo "$l" | field errors_all_runs)
   statuses=$(echo "$l" | field statuses_all_runs)
   [[ -n "$statuses" ]] && errs="$errs ($statuses)"
-  echo "| $id | $desc | $(echo "$l" | field connections) | $(echo "$l" | field requests_per_s) | $rec$extra | $(echo "$l" | field mb_per_s) | $(echo "$l" | field p50_ms) / $(echo "$l" | field p99_ms) / $(echo "$l" | field p999_ms) | $rnull | $rparse | $errs | $(echo "$l" | field loadgen_cpu) | $rss |"
+  echo "| $id | $desc | $(echo "$l" | field connections) | $(echo "$l" | field requests_per_s) | $rec$extra | $(echo "$l" | field mb_per_s) | $(echo "$l" | field p50_ms) / $(echo "$l" | field p99_ms) / $(echo "$l" | field p999_ms) | $rnull | $rparse | $rtree | $errs | $(echo "$l" | field loadgen_cpu) | $rss |"
 }
 
 fmt_ceiling_row() { # NAME LINE → table row
   local l=$2
-  echo "| ceiling | $1 | $(echo "$l" | field connections) | $(echo "$l" | field requests_per_s) | $(echo "$l" | field records_per_s) | $(echo "$l" | field mb_per_s) | $(echo "$l" | field p50_ms) / $(echo "$l" | field p99_ms) / $(echo "$l" | field p999_ms) | | | $(echo "$l" | field errors_all_runs) | $(echo "$l" | field loadgen_cpu) | |"
+  echo "| ceiling | $1 | $(echo "$l" | field connections) | $(echo "$l" | field requests_per_s) | $(echo "$l" | field records_per_s) | $(echo "$l" | field mb_per_s) | $(echo "$l" | field p50_ms) / $(echo "$l" | field p99_ms) / $(echo "$l" | field p999_ms) | | | | $(echo "$l" | field errors_all_runs) | $(echo "$l" | field loadgen_cpu) | |"
 }
 
 rss_kb() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$1/status"; }
@@ -244,7 +248,7 @@ while read -r id batch mode codec flush parts extra; do
   rss=$(rss_kb "$RILL_PID")
   stop_rill
   desc="batch $batch, $mode, $codec, flush $flush, $parts partition(s)${extra:+, a unique Idempotency-Key per request}"
-  row=$(fmt_row "$id" "$desc" "$line" "${CEIL_NULL[$batch]}" "${CEIL_PARSE[$batch]}" "$((rss / 1024)) MiB")
+  row=$(fmt_row "$id" "$desc" "$line" "${CEIL_NULL[$batch]}" "${CEIL_PARSE[$batch]}" "${CEIL_TREE[$batch]}" "$((rss / 1024)) MiB")
   echo "$row" >&2
   ROWS_OUT+=("$row")
   req=$(num "$line" requests_per_s)
@@ -258,6 +262,7 @@ for batch in 1 100 1000; do
   [[ -n "${CEIL_NULL[$batch]:-}" ]] || continue
   CEIL_OUT+=("$(fmt_ceiling_row "null, batch $batch" "${CEIL_NULL[$batch]}")")
   CEIL_OUT+=("$(fmt_ceiling_row "parse, batch $batch" "${CEIL_PARSE[$batch]}")")
+  CEIL_OUT+=("$(fmt_ceiling_row "tree, batch $batch" "${CEIL_TREE[$batch]}")")
 done
 
 # The null ceiling next to rill's own rows shows whether the generator is the limit: it is the
@@ -280,14 +285,14 @@ disk="$disk_src ($disk_fs, $disk_size)"
   echo "Command: \`$( [[ "${QUICK:-0}" == 1 ]] && echo 'QUICK=1 ')bench/run.sh\` — RUNS=$RUNS run(s) of ${DURATION} s after ${WARMUP} s warm-up per figure, the run with the median records/s shown; loadgen threads $THREADS."
   echo "Each rill row: a fresh \`$RILL --config broker.toml\` (bind 127.0.0.1:0, new data dir, topics bench1 / bench3 with 1 / 3 partitions, \`[storage] flush\` as in the row), then"
   echo "\`$LOADGEN --url URL --topic bench3|bench1 --batch B --connections C --compression CODEC [--async] --keys --format json --record-bytes $RECORD_BYTES --warmup-secs $WARMUP --duration-secs $DURATION --threads $THREADS\`."
-  echo "Ceiling: \`$CEILING --bind 127.0.0.1:0\` (rill's actix-web settings), the same loadgen command with \`--path /null/...\` or \`--path /parse/...\`: same bodies, same connections."
+  echo "Ceiling: \`$CEILING --bind 127.0.0.1:0\` (rill's actix-web settings), the same loadgen command with \`--path /null/...\`, \`/parse/...\` (parsed into serde's IgnoredAny: validated, nothing built — the targets' ceiling) or \`/tree/...\` (parsed into a serde_json::Value, for context): same bodies, same connections."
   echo
   echo "Matrix: the headline (3 partitions, flush always, codec none, sync) for batch 1 / 100 / 1000, then one dimension varied at a time from it (async, lz4, zstd, flush os, 1 partition) for each batch size — not the full cross product."
   echo "100-byte JSON values (\`{\"id\":N,\"pad\":\"<base-36 text>\"}\`), string keys \`user-<n>\`; MB/s counts record value bytes. Async rows report completed records/s (each status URL polled until completed)."
-  echo "Ratios = records/s ÷ the null / parse ceiling's records/s at the same batch size (same bodies and connections; for batch 1 records/s = requests/s). Latency: of the produce request (async: of the 202), ms. Errors = non-2xx + I/O + per-record + failed async, summed over all runs (must be 0). RSS: rill's VmRSS after the row."
+  echo "Ratios = records/s ÷ the null / parse / tree ceiling's records/s at the same batch size (same bodies and connections; for batch 1 records/s = requests/s). Latency: of the produce request (async: of the 202), ms. Errors = non-2xx + I/O + per-record + failed async, summed over all runs (must be 0). RSS: rill's VmRSS after the row."
   echo
-  echo "| id | configuration | conns | requests/s | records/s | MB/s | p50 / p99 / p99.9 ms | ÷ null ceiling | ÷ parse ceiling | errors | loadgen CPU (cores) | rill RSS |"
-  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| id | configuration | conns | requests/s | records/s | MB/s | p50 / p99 / p99.9 ms | ÷ null ceiling | ÷ parse ceiling | ÷ tree ceiling | errors | loadgen CPU (cores) | rill RSS |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   printf '%s\n' "${CEIL_OUT[@]}" "${ROWS_OUT[@]}"
   echo
   echo "Generator check (the null ceiling is the same generator, same bodies and connections, against a server that does no work; the generator and the server share the 2 cores):"
