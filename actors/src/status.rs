@@ -91,8 +91,9 @@ pub struct RequestState {
     #[serde(serialize_with = "serialize_time")]
     pub updated_at: SystemTime,
     pub record_count: usize,
-    /// Shared: a status poll clones the state, and a finished request may hold 100,000s.
-    pub offsets: Arc<[RecordResult]>,
+    /// Shared: a status poll clones the state, and a finished request may hold 100,000s. A
+    /// `Vec` inside, so the results move in without a copy.
+    pub offsets: Arc<Vec<RecordResult>>,
     pub error: Option<String>,
 }
 
@@ -214,7 +215,7 @@ impl StatusActor {
                 created_at: now,
                 updated_at: now,
                 record_count: msg.record_count,
-                offsets: Arc::new([]),
+                offsets: Arc::default(),
                 error: None,
             },
         );
