@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The HTTP produce benchmark of issue 4: rill next to the ceiling server, measured in one run.
 #
-#   bench/run.sh              # RUNS=3 runs of DURATION=5 s (after WARMUP=1 s) per figure, median
+#   bench/run.sh              # RUNS=3 rounds over the whole matrix, DURATION=5 s (after
+#                             # WARMUP=1 s) per figure per round; each figure the median
 #   QUICK=1 bench/run.sh      # smoke run: RUNS=1, DURATION=2
 #
 # Builds release binaries, starts the ceiling server (rill-ceiling: rill's actix-web settings,
@@ -125,18 +126,20 @@ num() {
   echo "${v:-0}"
 }
 
-# measure ARGS… — RUNS runs of rill-loadgen; prints the run with the median records/s (one
-# key=value line, so its latencies and error counts belong to the same run). Non-2xx, I/O and
-# record errors are summed over all runs and replace the chosen line's counts, so a figure with
-# errors in any run shows them.
-measure() {
-  local lines=() i
-  for i in $(seq "$RUNS"); do
-    lines+=("$("$LOADGEN" --warmup-secs "$WARMUP" --duration-secs "$DURATION" \
-      --threads "$THREADS" --record-bytes "$RECORD_BYTES" --keys --format json "$@" \
-      2>>"$WORK/loadgen.err")")
-  done
-  local med chosen="" bad=0 statuses="" l n
+# measure_once ARGS… — one run of rill-loadgen: one key=value line.
+measure_once() {
+  "$LOADGEN" --warmup-secs "$WARMUP" --duration-secs "$DURATION" \
+    --threads "$THREADS" --record-bytes "$RECORD_BYTES" --keys --format json "$@" \
+    2>>"$WORK/loadgen.err"
+}
+
+# pick_median LINES — of newline-separated runs of one figure, the run with the median
+# records/s (one key=value line, so its latencies and error counts belong to the same run).
+# Non-2xx, I/O and record errors are summed over all runs and replace the chosen line's
+# counts, so a figure with errors in any run shows them.
+pick_median() {
+  local lines=() chosen="" bad=0 statuses="" l n med
+  mapfile -t lines < <(printf '%s' "$1" | sed '/^$/d')
   med=$(for l in "${lines[@]}"; do echo "$l" | field records_per_s; done | median)
   for l in "${lines[@]}"; do
     [[ -z "$chosen" && "$(echo "$l" | field records_per_s)" == "$med" ]] && chosen=$l
@@ -156,21 +159,18 @@ conns_for() {
   esac
 }
 
-# The ceiling for one body shape (batch size, connections), measured once per run of this
-# script and shared by the rows with that shape: null and parse routes.
+# The ceilings for one body shape (batch size, connections): null, parse and tree routes, one
+# run each, appended to CEIL_NULL / CEIL_PARSE / CEIL_TREE (newline-separated runs).
 declare -A CEIL_NULL CEIL_PARSE CEIL_TREE
 ceiling() {
-  local batch=$1 conns key
+  local batch=$1 conns
   conns=$(conns_for "$batch")
-  key="$batch"
-  if [[ -z "${CEIL_NULL[$key]:-}" ]]; then
-    CEIL_NULL[$key]=$(measure --url "$CEILING_URL" --path /null/topics/bench3/produce \
-      --batch "$batch" --connections "$conns")
-    CEIL_PARSE[$key]=$(measure --url "$CEILING_URL" --path /parse/topics/bench3/produce \
-      --batch "$batch" --connections "$conns")
-    CEIL_TREE[$key]=$(measure --url "$CEILING_URL" --path /tree/topics/bench3/produce \
-      --batch "$batch" --connections "$conns")
-  fi
+  CEIL_NULL[$batch]+="$(measure_once --url "$CEILING_URL" --path /null/topics/bench3/produce \
+    --batch "$batch" --connections "$conns")"$'\n'
+  CEIL_PARSE[$batch]+="$(measure_once --url "$CEILING_URL" --path /parse/topics/bench3/produce \
+    --batch "$batch" --connections "$conns")"$'\n'
+  CEIL_TREE[$batch]+="$(measure_once --url "$CEILING_URL" --path /tree/topics/bench3/produce \
+    --batch "$batch" --connections "$conns")"$'\n'
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }'; }
@@ -230,23 +230,50 @@ p1_1000 1000 sync  none always 1
 ik100  100   sync  none always 3 idempotency-keys
 "
 
+# Rounds, not runs back to back: each round measures every ceiling and every row once, so a
+# machine that speeds up or slows down during the ~15 minutes (it does: shared cores) shifts
+# every figure alike instead of favouring the rows that ran last. Each figure is then the
+# median of its RUNS runs.
+declare -A RUNS_OF RSS_OF
+IDS=()
+BATCHES=$(echo "$MATRIX" | while read -r id batch _; do
+  if [[ -n "$id" && "$id" =~ $ROWS ]]; then echo "$batch"; fi
+done | sort -un)
+for round in $(seq "$RUNS"); do
+  echo "round $round of $RUNS" >&2
+  for batch in $BATCHES; do
+    ceiling "$batch"
+  done
+  while read -r id batch mode codec flush parts extra; do
+    [[ -z "$id" ]] && continue
+    [[ "$id" =~ $ROWS ]] || continue
+    ((round == 1)) && IDS+=("$id")
+    conns=$(conns_for "$batch")
+    start_rill "$flush"
+    args=(--url "$RILL_URL" --topic "bench$parts" --batch "$batch" --connections "$conns"
+      --compression "$codec")
+    [[ "$mode" == async ]] && args+=(--async)
+    [[ "${extra:-}" == idempotency-keys ]] && args+=(--idempotency-keys)
+    RUNS_OF[$id]+="$(measure_once "${args[@]}")"$'\n'
+    RSS_OF[$id]=$(rss_kb "$RILL_PID")
+    stop_rill
+  done <<<"$MATRIX"
+done
+
 ROWS_OUT=()
 CEIL_OUT=()
 # Per batch size: the sync rill row with the most requests/s, for the generator check below.
 declare -A BEST_REQ BEST_ID
+for batch in $BATCHES; do
+  CEIL_NULL[$batch]=$(pick_median "${CEIL_NULL[$batch]}")
+  CEIL_PARSE[$batch]=$(pick_median "${CEIL_PARSE[$batch]}")
+  CEIL_TREE[$batch]=$(pick_median "${CEIL_TREE[$batch]}")
+done
 while read -r id batch mode codec flush parts extra; do
   [[ -z "$id" ]] && continue
   [[ "$id" =~ $ROWS ]] || continue
-  conns=$(conns_for "$batch")
-  ceiling "$batch"
-  start_rill "$flush"
-  args=(--url "$RILL_URL" --topic "bench$parts" --batch "$batch" --connections "$conns"
-    --compression "$codec")
-  [[ "$mode" == async ]] && args+=(--async)
-  [[ "${extra:-}" == idempotency-keys ]] && args+=(--idempotency-keys)
-  line=$(measure "${args[@]}")
-  rss=$(rss_kb "$RILL_PID")
-  stop_rill
+  line=$(pick_median "${RUNS_OF[$id]}")
+  rss=${RSS_OF[$id]}
   desc="batch $batch, $mode, $codec, flush $flush, $parts partition(s)${extra:+, a unique Idempotency-Key per request}"
   row=$(fmt_row "$id" "$desc" "$line" "${CEIL_NULL[$batch]}" "${CEIL_PARSE[$batch]}" "${CEIL_TREE[$batch]}" "$((rss / 1024)) MiB")
   echo "$row" >&2
@@ -282,7 +309,7 @@ disk="$disk_src ($disk_fs, $disk_size)"
   echo
   echo "Machine: $(nproc) cores, kernel $(uname -r), data dir on ${disk} per \`df\`; $(date -u +%Y-%m-%d)."
   echo
-  echo "Command: \`$( [[ "${QUICK:-0}" == 1 ]] && echo 'QUICK=1 ')bench/run.sh\` — RUNS=$RUNS run(s) of ${DURATION} s after ${WARMUP} s warm-up per figure, the run with the median records/s shown; loadgen threads $THREADS."
+  echo "Command: \`$( [[ "${QUICK:-0}" == 1 ]] && echo 'QUICK=1 ')bench/run.sh\` — RUNS=$RUNS round(s) — each round runs every ceiling and every row once, ${DURATION} s after ${WARMUP} s warm-up — and each figure is the run with the median records/s over the rounds; loadgen threads $THREADS."
   echo "Each rill row: a fresh \`$RILL --config broker.toml\` (bind 127.0.0.1:0, new data dir, topics bench1 / bench3 with 1 / 3 partitions, \`[storage] flush\` as in the row), then"
   echo "\`$LOADGEN --url URL --topic bench3|bench1 --batch B --connections C --compression CODEC [--async] --keys --format json --record-bytes $RECORD_BYTES --warmup-secs $WARMUP --duration-secs $DURATION --threads $THREADS\`."
   echo "Ceiling: \`$CEILING --bind 127.0.0.1:0\` (rill's actix-web settings), the same loadgen command with \`--path /null/...\`, \`/parse/...\` (parsed into serde's IgnoredAny: validated, nothing built — the targets' ceiling) or \`/tree/...\` (parsed into a serde_json::Value, for context): same bodies, same connections."
