@@ -62,6 +62,22 @@ impl RecordResult {
         }
     }
 
+    /// `(partition, offset, timestamp)` of a record [`RecordResult::ok`] describes: appended,
+    /// with nothing else to say.
+    pub fn appended(&self) -> Option<(PartitionId, Offset, i64)> {
+        match self {
+            RecordResult {
+                partition: Some(partition),
+                offset,
+                timestamp: Some(timestamp),
+                error_code: None,
+                error: None,
+                retriable: None,
+            } => Some((*partition, *offset, *timestamp)),
+            _ => None,
+        }
+    }
+
     /// A record that was not appended.
     pub fn failed(
         partition: Option<PartitionId>,

@@ -7,8 +7,8 @@
 //! the kept prefix re-scans to the same end; opening the recovered log again cuts nothing and
 //! finds the same offsets; everything read back verifies and decodes.
 //!
-//! As in `record_batch`, batches are also "fixed up" (magic, length, CRC) so that the fuzzer
-//! can build segments of many valid batches and explore offset continuity and the index.
+//! The input format (and the batch "fix-up" that lets the fuzzer build valid segments) lives in
+//! actors/tests/support/recovery_input.rs, shared with the tests that replay what it found.
 #![no_main]
 
 use std::path::PathBuf;
@@ -16,9 +16,12 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use rill_actors::log::PartitionLog;
-use rill_actors::record_batch::{batches, decode_batch, verify, BATCH_HEADER_LEN, LOG_OVERHEAD};
+use rill_actors::record_batch::{batches, decode_batch, verify, BATCH_HEADER_LEN};
 use rill_actors::recovery::scan;
-use rill_actors::types::{FlushPolicy, LogConfig};
+
+#[path = "../../actors/tests/support/recovery_input.rs"]
+mod recovery_input;
+use recovery_input::{config, RecoveryInput};
 
 fn scratch() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -33,49 +36,14 @@ fn scratch() -> &'static PathBuf {
     })
 }
 
-fn config() -> LogConfig {
-    LogConfig {
-        segment_bytes: 1 << 20,
-        // Small, so short inputs still get (and must survive) index entries.
-        index_interval_bytes: 64,
-        flush: FlushPolicy::Os,
-        retention_ms: None,
-        retention_bytes: None,
-    }
-}
-
-/// Makes every well-framed batch in `segment` checksum correctly (magic 2, CRC-32C), so a
-/// scan gets past the CRC. Lengths are clamped to what is left.
-fn fix_up(segment: &mut [u8]) {
-    let mut at = 0;
-    while segment.len() - at >= BATCH_HEADER_LEN {
-        let rest = &mut segment[at..];
-        let declared = i32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]);
-        let max = (rest.len() - LOG_OVERHEAD) as i32;
-        let len = declared.clamp((BATCH_HEADER_LEN - LOG_OVERHEAD) as i32, max);
-        rest[8..12].copy_from_slice(&len.to_be_bytes());
-        rest[16] = 2;
-        let total = LOG_OVERHEAD + len as usize;
-        let crc = crc32c(&rest[21..total]);
-        rest[17..21].copy_from_slice(&crc.to_be_bytes());
-        at += total;
-    }
-}
-
 fuzz_target!(|data: &[u8]| {
-    if data.len() < 3 {
+    let Some(input) = RecoveryInput::parse(data) else {
         return;
-    }
-    let mode = data[0];
-    let index_len = (usize::from(data[1]) * 8).min(data.len() - 2);
-    let index = &data[2..2 + index_len];
-    let mut segment = data[2 + index_len..].to_vec();
-    if mode & 1 == 1 {
-        fix_up(&mut segment);
-    }
+    };
+    let segment = &input.segment;
 
     // The scan alone: bounded, idempotent on its own output, and only whole valid batches.
-    let outcome = scan(&segment, 0, 0, 64, |_, _| Ok(())).expect("scan with a no-op index");
+    let outcome = scan(segment, 0, 0, 64, |_, _| Ok(())).expect("scan with a no-op index");
     assert!(outcome.valid_len as usize <= segment.len());
     let kept = &segment[..outcome.valid_len as usize];
     let again = scan(kept, 0, 0, 64, |_, _| Ok(())).expect("rescan");
@@ -92,11 +60,7 @@ fuzz_target!(|data: &[u8]| {
     // The whole open path on real files.
     let dir = scratch().join("t-0");
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    std::fs::write(dir.join(format!("{:020}.log", 0)), &segment).expect("segment written");
-    if mode & 2 == 2 {
-        std::fs::write(dir.join(format!("{:020}.index", 0)), index).expect("index written");
-    }
+    input.write_to(&dir).expect("partition files written");
     let log = match PartitionLog::open(&dir, config()) {
         Ok(log) => log,
         // An I/O problem is a legitimate answer; a panic is not.
@@ -106,7 +70,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(start, 0);
     // With an index file, recovery trusts the bytes before its last entry (as Kafka does)
     // and only scans after it, so the two may differ; without one they must agree.
-    let with_index = mode & 2 == 2 && !index.is_empty();
+    let with_index = input.writes_index && !input.index.is_empty();
     if !with_index {
         assert_eq!(
             end, outcome.next_offset,
@@ -151,18 +115,3 @@ fuzz_target!(|data: &[u8]| {
     drop(log);
     let _ = std::fs::remove_dir_all(&dir);
 });
-
-fn crc32c(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0x82F6_3B78
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}

@@ -68,8 +68,11 @@ async fn run(bind: String, config: ServerConfig) -> std::io::Result<()> {
         App::new()
             .app_data(web::Data::new(Limit(limit)))
             .route("/null/{tail:.*}", web::post().to(null))
-            .route("/parse/{tail:.*}", web::post().to(parse))
-            .route("/tree/{tail:.*}", web::post().to(tree))
+            .route("/parse/{tail:.*}", web::post().to(parse::<IgnoredAny>))
+            .route(
+                "/tree/{tail:.*}",
+                web::post().to(parse::<serde_json::Value>),
+            )
     })
     .workers(config.workers())
     .backlog(BACKLOG)
@@ -99,26 +102,16 @@ async fn null(
     Ok(answer())
 }
 
-async fn parse(
+/// `/parse` with `T = IgnoredAny`, `/tree` with `T = serde_json::Value`.
+async fn parse<T: serde::de::DeserializeOwned>(
     req: HttpRequest,
     limit: web::Data<Limit>,
     payload: web::Payload,
 ) -> actix_web::Result<HttpResponse> {
     let body = read_body(&req, payload, limit.0).await?;
-    serde_json::from_slice::<IgnoredAny>(&body)
+    let parsed = serde_json::from_slice::<T>(&body)
         .map_err(|e| error::ErrorBadRequest(format!("invalid JSON: {e}")))?;
-    Ok(answer())
-}
-
-async fn tree(
-    req: HttpRequest,
-    limit: web::Data<Limit>,
-    payload: web::Payload,
-) -> actix_web::Result<HttpResponse> {
-    let body = read_body(&req, payload, limit.0).await?;
-    let document = serde_json::from_slice::<serde_json::Value>(&body)
-        .map_err(|e| error::ErrorBadRequest(format!("invalid JSON: {e}")))?;
-    drop(document);
+    drop(parsed);
     Ok(answer())
 }
 

@@ -18,24 +18,17 @@ pub fn write_record_results(out: &mut Vec<u8>, results: &[RecordResult]) {
         if i > 0 {
             out.push(b',');
         }
-        match result {
-            RecordResult {
-                partition: Some(partition),
-                offset,
-                timestamp: Some(timestamp),
-                error_code: None,
-                error: None,
-                retriable: None,
-            } => {
+        match result.appended() {
+            Some((partition, offset, timestamp)) => {
                 out.extend_from_slice(b"{\"partition\":");
-                out.extend_from_slice(numbers.format(*partition).as_bytes());
+                out.extend_from_slice(numbers.format(partition).as_bytes());
                 out.extend_from_slice(b",\"offset\":");
-                out.extend_from_slice(numbers.format(*offset).as_bytes());
+                out.extend_from_slice(numbers.format(offset).as_bytes());
                 out.extend_from_slice(b",\"timestamp\":");
-                out.extend_from_slice(numbers.format(*timestamp).as_bytes());
+                out.extend_from_slice(numbers.format(timestamp).as_bytes());
                 out.extend_from_slice(b",\"error_code\":null,\"error\":null,\"retriable\":null}");
             }
-            other => serde_json::to_writer(&mut *out, other).expect("writing to a Vec never fails"),
+            None => serde_json::to_writer(&mut *out, result).expect("writing to a Vec never fails"),
         }
     }
     out.push(b']');
