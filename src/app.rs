@@ -220,7 +220,9 @@ async fn open_backend(config: &Config) -> Result<Backend, String> {
             options.retention_check_interval =
                 Duration::from_millis(config.storage.retention_check_interval_ms);
             options.min_free_bytes = config.storage.min_free_bytes;
+            options.preallocate_bytes = config.storage.preallocate_bytes;
             options.idempotency_window = config.producer.idempotency_window();
+            options.arbiters = config.storage.partition_threads();
             let started = std::time::Instant::now();
             let registry =
                 Arc::new(TopicRegistry::open(options, declared).map_err(|e| e.to_string())?);

@@ -18,7 +18,7 @@ use crate::error::LogError;
 use crate::idempotency::{IdempotencyJournal, IdempotencyTag, JournalEntry, Liveness};
 use crate::naming;
 use crate::record_batch::{self, BatchHeader};
-use crate::segment::{self, AppendedBatch, Segment};
+use crate::segment::{self, AppendedBatch, Preallocation, Segment};
 use crate::types::{LogConfig, Offset};
 
 #[derive(Debug)]
@@ -37,6 +37,9 @@ pub struct PartitionLog {
     journal: Option<IdempotencyJournal>,
     /// Whether the journal was written since the last flush.
     journal_unsynced: bool,
+    /// `[storage] preallocate_bytes`: how far ahead of its end the active segment's space is
+    /// reserved, in steps of this size; 0 = never.
+    preallocate_step: u64,
 }
 
 /// A floor of free space under the data dir (`[storage] min_free_bytes`): an append that
@@ -131,6 +134,9 @@ fn free_bytes(dir: &Path) -> std::io::Result<u64> {
 pub struct SyncTargets {
     pub files: Vec<File>,
     pub dir: Option<PathBuf>,
+    /// Space the active segment should reserve, done after the fsyncs so it never delays
+    /// the acknowledgements this flush is for by more than once per step.
+    pub preallocation: Option<Preallocation>,
 }
 
 impl SyncTargets {
@@ -142,11 +148,14 @@ impl SyncTargets {
         if let Some(dir) = &self.dir {
             File::open(dir)?.sync_all()?;
         }
+        if let Some(preallocation) = self.preallocation {
+            preallocation.apply();
+        }
         Ok(())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.files.is_empty() && self.dir.is_none()
+        self.files.is_empty() && self.dir.is_none() && self.preallocation.is_none()
     }
 }
 
@@ -189,10 +198,13 @@ impl PartitionLog {
                     break;
                 }
             }
-            let (segment, truncated) = Segment::open(dir, base, config.index_interval_bytes)?;
+            let (segment, cut) = Segment::open(dir, base, config.index_interval_bytes)?;
             segments.push(segment);
-            if truncated > 0 {
-                // Anything after a torn segment cannot continue it.
+            if cut.bytes > 0 && !cut.only_zeros {
+                // Anything after a torn segment cannot continue it. A tail of zeros is
+                // preallocated space whose cut at the roll failed or was lost in a crash:
+                // the batches before it are whole, and the offset check above still drops
+                // the next segment if zeros stand where batches were.
                 break;
             }
         }
@@ -213,6 +225,7 @@ impl PartitionLog {
             reserve: None,
             journal: None,
             journal_unsynced: false,
+            preallocate_step: 0,
         })
     }
 
@@ -230,6 +243,13 @@ impl PartitionLog {
     }
 
     /// Makes appends keep `reserve` free on the data dir's file system (see [`DiskReserve`]).
+    /// Keeps the active segment's file up to two `step`s past its end (see [`Segment`]);
+    /// 0 turns preallocation off. Only flushes reserve space, so it never happens with
+    /// `flush = "os"`, where no fsync would gain from it.
+    pub fn set_preallocation(&mut self, step: u64) {
+        self.preallocate_step = step;
+    }
+
     pub fn set_reserve(&mut self, reserve: Option<Arc<DiskReserve>>) {
         self.reserve = reserve;
     }
@@ -373,6 +393,7 @@ impl PartitionLog {
             return Ok(());
         }
         let segment = Segment::create(&self.dir, base)?;
+        self.active_mut().release_preallocation();
         self.segments.push(segment);
         self.dir_unsynced = true;
         Ok(())
@@ -449,12 +470,27 @@ impl PartitionLog {
             }
         }
         let dir = std::mem::take(&mut self.dir_unsynced).then(|| self.dir.clone());
-        Ok(SyncTargets { files, dir })
+        let (step, limit) = (self.preallocate_step, self.config.segment_bytes);
+        // Reserved space counts against min_free_bytes like appended bytes do (twice, until
+        // the next statvfs reading: the appends into it claim again). Refused, the segment
+        // just grows as written.
+        let preallocation = self.active_mut().preallocation(step, limit).filter(|p| {
+            self.reserve
+                .as_ref()
+                .is_none_or(|r| r.claim(p.grows_by()).is_ok())
+        });
+        Ok(SyncTargets {
+            files,
+            dir,
+            preallocation,
+        })
     }
 
     /// Handles for every segment and the directory: a shutdown flush must also cover files
-    /// whose background flush is still running.
+    /// whose background flush is still running. The active segment's preallocated space is
+    /// cut first, so a cleanly stopped log is exact on disk.
     pub fn take_everything(&mut self) -> Result<SyncTargets, LogError> {
+        self.active_mut().release_preallocation();
         self.unsynced.clear();
         self.dir_unsynced = false;
         self.journal_unsynced = false;
@@ -470,6 +506,7 @@ impl PartitionLog {
         Ok(SyncTargets {
             files,
             dir: Some(self.dir.clone()),
+            preallocation: None,
         })
     }
 
