@@ -10,7 +10,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
-use rill_actors::status::StatusActor;
+use rill_actors::status::{PendingSlots, StatusActor};
 use rill_actors::topics::{BrokerOptions, TopicRegistry};
 use tokio::sync::Semaphore;
 
@@ -31,6 +31,8 @@ pub struct AppState {
     pub config: Config,
     pub backend: Backend,
     pub status: Addr<StatusActor>,
+    /// `[async] max_pending`: unfinished async requests, counted without asking the actor.
+    pub pending_slots: Arc<PendingSlots>,
     pub metrics: Metrics,
     pub schemas: AvroSchemaCache,
     pub round_robin: RoundRobin,
@@ -76,7 +78,6 @@ pub async fn run(config: Config) -> Result<(), String> {
     let status = StatusActor::new(
         config.async_requests.status_ttl(),
         config.async_requests.cleanup_interval(),
-        config.async_requests.max_pending,
     )
     .with_max_finished_records(config.async_requests.max_finished_records)
     .start();
@@ -87,6 +88,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     let state = web::Data::new(AppState {
         backend,
         status,
+        pending_slots: PendingSlots::new(config.async_requests.max_pending),
         metrics,
         schemas: AvroSchemaCache::new(AVRO_CACHE_ENTRIES, AVRO_CACHE_MAX_TEXT),
         round_robin: RoundRobin::new(),

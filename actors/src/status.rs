@@ -3,12 +3,14 @@
 //!
 //! Expiry follows mini-redis's shape: beside the map, a `BTreeSet<(Instant, RequestId)>` orders
 //! finished requests by when they expire, and a scheduled `Sweep` message pops the expired
-//! front. The number of unfinished requests is bounded by `max_pending`: registering one more
-//! is refused (the HTTP layer answers 429), so a flood of async requests cannot grow memory.
+//! front. The number of unfinished requests is bounded by `max_pending` through
+//! [`PendingSlots`], taken on the HTTP worker before a request is registered: one more is
+//! refused (the HTTP layer answers 429), so a flood of async requests cannot grow memory.
 //! Finished requests are bounded too, by the per-record results they hold
 //! (`max_finished_records`): past it the oldest finished ones are dropped before their TTL.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -122,20 +124,64 @@ pub fn rfc3339_millis(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-/// Register a new async request; refused when `max_pending` unfinished requests exist.
+/// Register a new async request. Sent one way (`do_send`) once a [`PendingSlot`] is held: the
+/// 202 needs no answer from the actor, and the mailbox is FIFO, so a poll the client sends
+/// after the 202 always finds the request registered.
 #[derive(Message)]
-#[rtype(result = "Result<(), StatusFull>")]
+#[rtype(result = "()")]
 pub struct Register {
     pub request_id: RequestId,
     pub topic: TopicName,
     pub record_count: usize,
 }
 
-/// The status actor is at `max_pending` unfinished requests.
+/// `max_pending` unfinished requests exist.
 #[derive(Debug, thiserror::Error)]
 #[error("{pending} async requests are pending (max_pending)")]
 pub struct StatusFull {
     pub pending: usize,
+}
+
+/// The `max_pending` bound on unfinished async requests, shared by the HTTP workers: an atomic
+/// count instead of a question to the status actor, which would cost every async request a
+/// round trip to the actor's thread and back before its 202.
+#[derive(Debug)]
+pub struct PendingSlots {
+    taken: AtomicUsize,
+    max: usize,
+}
+
+/// One unfinished async request's place under `max_pending`; given back when dropped, which
+/// the request's task does right after sending its final state.
+#[derive(Debug)]
+pub struct PendingSlot(Arc<PendingSlots>);
+
+impl PendingSlots {
+    pub fn new(max_pending: usize) -> Arc<Self> {
+        Arc::new(Self {
+            taken: AtomicUsize::new(0),
+            max: max_pending,
+        })
+    }
+
+    pub fn try_take(self: &Arc<Self>) -> Result<PendingSlot, StatusFull> {
+        let before = self.taken.fetch_add(1, Ordering::AcqRel);
+        if before >= self.max {
+            self.taken.fetch_sub(1, Ordering::AcqRel);
+            return Err(StatusFull { pending: before });
+        }
+        Ok(PendingSlot(Arc::clone(self)))
+    }
+
+    pub fn taken(&self) -> usize {
+        self.taken.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        self.0.taken.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Move a request to `processing`.
@@ -187,11 +233,10 @@ pub struct StatusActor {
     max_finished_records: usize,
     ttl: Duration,
     cleanup_interval: Duration,
-    max_pending: usize,
 }
 
 impl StatusActor {
-    pub fn new(ttl: Duration, cleanup_interval: Duration, max_pending: usize) -> Self {
+    pub fn new(ttl: Duration, cleanup_interval: Duration) -> Self {
         Self {
             requests: HashMap::new(),
             expirations: BTreeSet::new(),
@@ -200,7 +245,6 @@ impl StatusActor {
             max_finished_records: usize::MAX,
             ttl,
             cleanup_interval,
-            max_pending,
         }
     }
 
@@ -211,14 +255,10 @@ impl StatusActor {
         self
     }
 
-    pub fn register(&mut self, msg: Register) -> Result<(), StatusFull> {
-        if self.unfinished >= self.max_pending {
-            return Err(StatusFull {
-                pending: self.unfinished,
-            });
-        }
+    /// Enters a request as `pending` (admission under `max_pending` is [`PendingSlots`]'s).
+    pub fn register(&mut self, msg: Register) {
         if self.requests.contains_key(&msg.request_id) {
-            return Ok(());
+            return;
         }
         let now = SystemTime::now();
         self.unfinished += 1;
@@ -235,7 +275,6 @@ impl StatusActor {
                 error: None,
             },
         );
-        Ok(())
     }
 
     pub fn finish(&mut self, msg: Finish, now: Instant) {
@@ -298,8 +337,8 @@ impl Actor for StatusActor {
 }
 
 impl Handler<Register> for StatusActor {
-    type Result = Result<(), StatusFull>;
-    fn handle(&mut self, msg: Register, _: &mut Self::Context) -> Self::Result {
+    type Result = ();
+    fn handle(&mut self, msg: Register, _: &mut Self::Context) {
         self.register(msg)
     }
 }
@@ -348,7 +387,7 @@ impl Handler<Sweep> for StatusActor {
 mod tests {
     use super::*;
 
-    fn register(actor: &mut StatusActor, id: &str) -> Result<(), StatusFull> {
+    fn register(actor: &mut StatusActor, id: &str) {
         actor.register(Register {
             request_id: id.into(),
             topic: TopicName::new("t").unwrap(),
@@ -369,13 +408,25 @@ mod tests {
     }
 
     #[test]
-    fn max_pending_bounds_unfinished_requests_only() {
-        let mut actor = StatusActor::new(Duration::from_secs(10), Duration::from_secs(1), 2);
-        register(&mut actor, "a").unwrap();
-        register(&mut actor, "b").unwrap();
-        assert!(register(&mut actor, "c").is_err());
+    fn pending_slots_bound_unfinished_requests_and_come_back_when_dropped() {
+        let slots = PendingSlots::new(2);
+        let a = slots.try_take().unwrap();
+        let _b = slots.try_take().unwrap();
+        assert_eq!(slots.try_take().unwrap_err().pending, 2);
+        assert_eq!(slots.taken(), 2, "a refusal takes nothing");
+        drop(a);
+        let _c = slots.try_take().unwrap();
+        assert!(slots.try_take().is_err());
+    }
+
+    #[test]
+    fn counts_tell_unfinished_from_finished() {
+        let mut actor = StatusActor::new(Duration::from_secs(10), Duration::from_secs(1));
+        register(&mut actor, "a");
+        register(&mut actor, "b");
         finish(&mut actor, "a", Instant::now());
-        register(&mut actor, "c").unwrap();
+        register(&mut actor, "c");
+        register(&mut actor, "c");
         assert_eq!(
             actor.counts(),
             StatusCounts {
@@ -387,10 +438,10 @@ mod tests {
 
     #[test]
     fn finished_requests_expire_after_the_ttl_and_not_before() {
-        let mut actor = StatusActor::new(Duration::from_secs(10), Duration::from_secs(1), 10);
+        let mut actor = StatusActor::new(Duration::from_secs(10), Duration::from_secs(1));
         let t0 = Instant::now();
-        register(&mut actor, "a").unwrap();
-        register(&mut actor, "b").unwrap();
+        register(&mut actor, "a");
+        register(&mut actor, "b");
         finish(&mut actor, "a", t0);
         assert_eq!(actor.sweep(t0 + Duration::from_secs(9)), 0);
         assert_eq!(actor.sweep(t0 + Duration::from_secs(10)), 1);
@@ -403,11 +454,11 @@ mod tests {
 
     #[test]
     fn finished_requests_are_dropped_oldest_first_past_max_finished_records() {
-        let mut actor = StatusActor::new(Duration::from_secs(10), Duration::from_secs(1), 10)
+        let mut actor = StatusActor::new(Duration::from_secs(10), Duration::from_secs(1))
             .with_max_finished_records(2);
         let t0 = Instant::now();
         for (n, id) in ["a", "b", "c"].into_iter().enumerate() {
-            register(&mut actor, id).unwrap();
+            register(&mut actor, id);
             finish(&mut actor, id, t0 + Duration::from_millis(n as u64));
         }
         // One record each: only the two newest fit.

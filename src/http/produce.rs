@@ -13,7 +13,9 @@ use rill_actors::compression::Compression;
 use rill_actors::idempotency::IdempotencyTag;
 use rill_actors::partition::now_ms;
 use rill_actors::producer::PartitionBatch;
-use rill_actors::status::{Finish, GetStatus, MarkProcessing, Register, RequestStatus};
+use rill_actors::status::{
+    Finish, GetStatus, MarkProcessing, PendingSlot, Register, RequestStatus,
+};
 use rill_actors::types::{Offset, PartitionId, TopicName};
 use serde::{Deserialize, Serialize};
 use tokio::sync::OwnedSemaphorePermit;
@@ -429,7 +431,7 @@ async fn produce_idempotent(
     if let Some(request_id) = original_id {
         // An async request retried after its status was forgotten (a restart, or past
         // status_ttl_secs): its status is made anew under the same id.
-        register_async(&state, &request_id, &topic, record_count).await?;
+        let _slot = register_async(&state, &request_id, &topic, record_count)?;
         state.status.do_send(Finish {
             request_id: request_id.clone(),
             status: RequestStatus::Completed,
@@ -495,27 +497,31 @@ async fn append(
     Ok(state.backend.produce(topic, compression, batches).await?)
 }
 
-/// Enters an async request in the status actor, or answers 429 at `max_pending`.
-async fn register_async(
+/// Takes the request's place under `max_pending` (or answers 429) and enters it in the status
+/// actor. Keep the slot until the request's final state is sent.
+fn register_async(
     state: &AppState,
     request_id: &str,
     topic: &TopicMeta,
     record_count: usize,
-) -> Result<(), ApiError> {
-    state
-        .status
-        .send(Register {
-            request_id: request_id.to_string(),
-            topic: topic.name.clone(),
-            record_count,
-        })
-        .await
-        .map_err(|_| ApiError::Unavailable("status actor stopped".into()))?
+) -> Result<PendingSlot, ApiError> {
+    if !state.status.connected() {
+        return Err(ApiError::Unavailable("status actor stopped".into()));
+    }
+    let slot = state
+        .pending_slots
+        .try_take()
         .map_err(|full| ApiError::TooManyRequests {
             message: format!("{full}; retry later"),
             retry_after_secs: 1,
             rate_limit: None,
-        })
+        })?;
+    state.status.do_send(Register {
+        request_id: request_id.to_string(),
+        topic: topic.name.clone(),
+        record_count,
+    });
+    Ok(slot)
 }
 
 /// What a request holds until its records are appended (for async ones, past the answer):
@@ -562,7 +568,7 @@ async fn start_async(
         mut prepared,
         record_count,
     } = job;
-    register_async(&state, &request_id, &topic, record_count).await?;
+    let slot = register_async(&state, &request_id, &topic, record_count)?;
     let answer = accepted(&request_id, held.admission.rate_limit());
     actix_web::rt::spawn(async move {
         // The batches stay in memory until appended: so does their share of the budget.
@@ -622,6 +628,7 @@ async fn start_async(
             .with_label_values(&["async"])
             .observe(arrived.elapsed().as_secs_f64());
         state.status.do_send(finish);
+        drop(slot);
     });
     Ok(answer)
 }
