@@ -12,8 +12,8 @@
 //!
 //! Preallocation: the active segment's file may reach past `len` into space reserved with
 //! `fallocate` (reads as zeros). Appending inside it leaves the file size alone, so an
-//! fdatasync has only the data to write, not the inode too — on ext4 that is a third less
-//! CPU and latency per flush, which is what bounds small durable appends. Recovery already
+//! fdatasync has only the data to write, not the inode too — on ext4 a third less CPU and
+//! latency per fdatasync (docs/FORMAT.md, "Preallocated space"). Recovery already
 //! ends the log at the first zero header; a segment is cut back to `len` when it is sealed
 //! and at a clean shutdown, so files at rest are exact.
 

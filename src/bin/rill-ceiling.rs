@@ -2,7 +2,7 @@
 //!
 //! An actix-web server with exactly rill's HTTP settings (workers, backlog, max connections,
 //! keep-alive, client request and disconnect timeouts, body limit — taken from rill's own `[server]` defaults)
-//! but no broker behind it, so a benchmark can show how close rill gets to what this machine's
+//! and rill's allocator (mimalloc), but no broker behind it, so a benchmark can show how close rill gets to what this machine's
 //! HTTP stack alone allows:
 //!
 //! - `POST /null/*`: reads the whole body (the way rill's produce handler does) and answers
@@ -31,6 +31,10 @@ use clap::Parser;
 use futures_util::StreamExt;
 use rill::config::ServerConfig;
 use serde::de::IgnoredAny;
+
+// The same allocator as the `rill` binary, so the ceiling is not lower than rill could reach.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// rill's accept backlog (hard-coded in `src/app.rs`, not a config key).
 const BACKLOG: u32 = 2048;
