@@ -9,9 +9,20 @@
 use rill_actors::status::{rfc3339_millis, RecordResult, RequestState};
 use serde::Serialize;
 
-/// Appends `[entry, …]` for `results` to `out`.
+/// The longest entry of an appended record: the fixed text plus an `i32` partition and two
+/// `i64`s at their longest (`{"partition":-2147483648,"offset":-9223372036854775808,…}`).
+const MAX_APPENDED_ENTRY: usize = ENTRY_FIXED_LEN + 11 + 20 + 20;
+const ENTRY_FIXED_LEN: usize = PARTITION.len() + OFFSET.len() + TIMESTAMP.len() + TAIL.len();
+const PARTITION: &[u8] = b"{\"partition\":";
+const OFFSET: &[u8] = b",\"offset\":";
+const TIMESTAMP: &[u8] = b",\"timestamp\":";
+const TAIL: &[u8] = b",\"error_code\":null,\"error\":null,\"retriable\":null}";
+
+/// Appends `[entry, …]` for `results` to `out`, sized up front for the longest appended
+/// entries: 96 bytes per entry was short of a typical one (~106), so a 1,000-record answer
+/// grew by doubling and copied itself once more.
 pub fn write_record_results(out: &mut Vec<u8>, results: &[RecordResult]) {
-    out.reserve(2 + results.len() * 96);
+    out.reserve(2 + results.len() * (MAX_APPENDED_ENTRY + 1));
     out.push(b'[');
     let mut numbers = itoa::Buffer::new();
     for (i, result) in results.iter().enumerate() {
@@ -20,13 +31,13 @@ pub fn write_record_results(out: &mut Vec<u8>, results: &[RecordResult]) {
         }
         match result.appended() {
             Some((partition, offset, timestamp)) => {
-                out.extend_from_slice(b"{\"partition\":");
+                out.extend_from_slice(PARTITION);
                 out.extend_from_slice(numbers.format(partition).as_bytes());
-                out.extend_from_slice(b",\"offset\":");
+                out.extend_from_slice(OFFSET);
                 out.extend_from_slice(numbers.format(offset).as_bytes());
-                out.extend_from_slice(b",\"timestamp\":");
+                out.extend_from_slice(TIMESTAMP);
                 out.extend_from_slice(numbers.format(timestamp).as_bytes());
-                out.extend_from_slice(b",\"error_code\":null,\"error\":null,\"retriable\":null}");
+                out.extend_from_slice(TAIL);
             }
             None => serde_json::to_writer(&mut *out, result).expect("writing to a Vec never fails"),
         }
@@ -37,7 +48,7 @@ pub fn write_record_results(out: &mut Vec<u8>, results: &[RecordResult]) {
 /// The sync produce answer: `{"topic": …, "offsets": [one entry per input record, in input
 /// order]}`.
 pub fn sync_answer(topic: &str, results: &[RecordResult]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32 + topic.len() + results.len() * 96);
+    let mut out = Vec::with_capacity(32 + topic.len() + results.len() * (MAX_APPENDED_ENTRY + 1));
     out.extend_from_slice(b"{\"topic\":");
     serde_json::to_writer(&mut out, topic).expect("writing to a Vec never fails");
     out.extend_from_slice(b",\"offsets\":");
@@ -55,7 +66,7 @@ pub fn status_answer(state: &RequestState) -> Vec<u8> {
         out.extend_from_slice(b"\":");
         serde_json::to_writer(&mut *out, value).expect("writing to a Vec never fails");
     }
-    let mut out = Vec::with_capacity(256 + state.offsets.len() * 96);
+    let mut out = Vec::with_capacity(256 + state.offsets.len() * (MAX_APPENDED_ENTRY + 1));
     out.extend_from_slice(b"{\"request_id\":");
     serde_json::to_writer(&mut out, &state.request_id).expect("writing to a Vec never fails");
     field(&mut out, "topic", &state.topic);
@@ -96,6 +107,8 @@ mod tests {
                 ..RecordResult::ok(0, 7, 1)
             },
             RecordResult::ok(1, 0, i64::MIN),
+            // The longest entry there can be.
+            RecordResult::ok(PartitionId::MIN, i64::MIN, i64::MIN),
         ]
     }
 
