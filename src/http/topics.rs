@@ -100,6 +100,13 @@ impl TopicSettings {
         if interval == 0 {
             return Err(bad("config.flush_interval_ms", "must be positive"));
         }
+        // The API documents an int64; u64 would take 2^63 and up.
+        if interval > i64::MAX as u64 {
+            return Err(bad(
+                "config.flush_interval_ms",
+                "must be at most 9223372036854775807",
+            ));
+        }
         match self.flush.as_deref() {
             None => {}
             Some("always") => base.log.flush = FlushPolicy::Always,
