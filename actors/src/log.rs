@@ -153,10 +153,6 @@ impl SyncTargets {
         }
         Ok(())
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.files.is_empty() && self.dir.is_none() && self.preallocation.is_none()
-    }
 }
 
 impl PartitionLog {
@@ -242,7 +238,6 @@ impl PartitionLog {
         Ok(entries)
     }
 
-    /// Makes appends keep `reserve` free on the data dir's file system (see [`DiskReserve`]).
     /// Keeps the active segment's file up to two `step`s past its end (see [`Segment`]);
     /// 0 turns preallocation off. Only flushes reserve space, so it never happens with
     /// `flush = "os"`, where no fsync would gain from it.
@@ -250,6 +245,7 @@ impl PartitionLog {
         self.preallocate_step = step;
     }
 
+    /// Makes appends keep `reserve` free on the data dir's file system (see [`DiskReserve`]).
     pub fn set_reserve(&mut self, reserve: Option<Arc<DiskReserve>>) {
         self.reserve = reserve;
     }

@@ -233,6 +233,7 @@ impl Segment {
         let only_zeros = map.as_deref().unwrap_or(&[])[valid_len as usize..]
             .iter()
             .all(|&b| b == 0);
+        drop(map);
         if truncated > 0 {
             if only_zeros {
                 // Preallocated space left by a stop that was not clean: expected, not damage.
@@ -247,9 +248,6 @@ impl Segment {
                     next_offset - 1
                 );
             }
-        }
-        drop(map);
-        if truncated > 0 {
             file.set_len(valid_len)
                 .map_err(|e| LogError::io("truncating segment", &path, e))?;
             index.truncate_to_position(valid_len)?;
@@ -457,9 +455,8 @@ impl Segment {
         if to <= reserved {
             return None;
         }
-        if *self.released.lock().unwrap_or_else(PoisonError::into_inner) {
-            return None;
-        }
+        // A released segment is refused in `apply`, under the lock that orders it with the
+        // cut; checking here too would only save a dup in a case that does not recur.
         let file = self.file.try_clone().ok()?;
         self.preallocated_to = to;
         Some(Preallocation {
