@@ -238,8 +238,9 @@ impl PartitionLog {
         Ok(entries)
     }
 
-    /// Keeps the active segment's file up to two `step`s past its end (see [`Segment`]);
-    /// 0 turns preallocation off. Only flushes reserve space, so it never happens with
+    /// Keeps the active segment's file up to two `step`s past its end (see [`Segment`]),
+    /// and the idempotency journal up to two
+    /// [`JOURNAL_STEP`](crate::idempotency::JOURNAL_STEP)s; 0 turns preallocation off. Only flushes reserve space, so it never happens with
     /// `flush = "os"`, where no fsync would gain from it.
     pub fn set_preallocation(&mut self, step: u64) {
         self.preallocate_step = step;
@@ -461,7 +462,20 @@ impl PartitionLog {
             }
         }
         if std::mem::take(&mut self.journal_unsynced) {
-            if let Some(journal) = &self.journal {
+            if let Some(journal) = &mut self.journal {
+                // On the actor's thread, before the fsync (which then covers the new size
+                // once): a fallocate per ~1,000 idempotent batches, and never a race with
+                // the appends or the shutdown cut.
+                let needed = journal.reserve_needed();
+                if self.preallocate_step > 0
+                    && needed > 0
+                    && self
+                        .reserve
+                        .as_ref()
+                        .is_none_or(|r| r.claim(needed).is_ok())
+                {
+                    journal.reserve();
+                }
                 files.push(journal.sync_handle()?);
             }
         }
@@ -483,8 +497,8 @@ impl PartitionLog {
     }
 
     /// Handles for every segment and the directory: a shutdown flush must also cover files
-    /// whose background flush is still running. The active segment's preallocated space is
-    /// cut first, so a cleanly stopped log is exact on disk.
+    /// whose background flush is still running. The active segment's and the journal's
+    /// preallocated space is cut first, so a cleanly stopped log is exact on disk.
     pub fn take_everything(&mut self) -> Result<SyncTargets, LogError> {
         self.active_mut().release_preallocation();
         self.unsynced.clear();
@@ -496,7 +510,8 @@ impl PartitionLog {
             files.push(log);
             files.push(index);
         }
-        if let Some(journal) = &self.journal {
+        if let Some(journal) = &mut self.journal {
+            journal.release_reserve();
             files.push(journal.sync_handle()?);
         }
         Ok(SyncTargets {
