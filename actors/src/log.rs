@@ -391,6 +391,7 @@ impl PartitionLog {
         }
         let segment = Segment::create(&self.dir, base)?;
         self.active_mut().release_preallocation();
+        self.active_mut().write_index();
         self.segments.push(segment);
         self.dir_unsynced = true;
         Ok(())
@@ -505,7 +506,8 @@ impl PartitionLog {
         self.dir_unsynced = false;
         self.journal_unsynced = false;
         let mut files = Vec::with_capacity(self.segments.len() * 2 + 1);
-        for segment in &self.segments {
+        for segment in &mut self.segments {
+            segment.write_index();
             let (log, index) = segment.sync_handles()?;
             files.push(log);
             files.push(index);

@@ -252,6 +252,7 @@ impl Segment {
                 .map_err(|e| LogError::io("truncating segment", &path, e))?;
             index.truncate_to_position(valid_len)?;
         }
+        index.write_pending()?;
         Ok((
             Self {
                 base_offset,
@@ -432,6 +433,15 @@ impl Segment {
         self.bytes_since_index_entry =
             new_len - self.index.last_entry().map_or(0, |e| u64::from(e.position));
         Ok(next)
+    }
+
+    /// Writes the index entries still held in memory: when the segment is sealed and at a
+    /// shutdown. A failure costs lookup speed, not data (start-up rebuilds them), so it is
+    /// logged.
+    pub fn write_index(&mut self) {
+        if let Err(e) = self.index.write_pending() {
+            log::warn!("{e}; the index will be rebuilt at next start");
+        }
     }
 
     /// Handles for a background fsync of the segment and its index.

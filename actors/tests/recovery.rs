@@ -604,3 +604,61 @@ fn failed_roll_leaves_no_segment_behind_and_recovery_keeps_every_batch() {
         .enumerate()
         .all(|(i, r)| r.offset == i as i64));
 }
+
+#[test]
+fn index_entries_are_written_in_runs_and_a_crash_before_a_run_rebuilds_them() {
+    use rill_actors::index::{INDEX_ENTRY_LEN, PENDING_LIMIT};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    let config = small_config(1 << 20);
+    let index_len = |path: &std::path::Path| {
+        let file = segment_files(path)[0].with_extension("index");
+        std::fs::metadata(file).unwrap().len()
+    };
+    // Each batch is past the 256-byte index interval: every batch after the first earns an entry.
+    let batches = PENDING_LIMIT as u64 * 2 + 10;
+    let mut log = PartitionLog::open(&path, config.clone()).unwrap();
+    for tag in 0..batches {
+        log.append(&mut batch(tag, 2, 200, Compression::None))
+            .unwrap();
+        log.take_unsynced().unwrap().sync().unwrap();
+    }
+    let entries = batches - 1;
+    // Two whole runs are in the file; the rest waits in memory (flushes do not write it).
+    assert_eq!(
+        index_len(&path),
+        (entries - entries % PENDING_LIMIT as u64) * INDEX_ENTRY_LEN as u64
+    );
+    // Dropped without a shutdown flush, as after SIGKILL: start-up scans from the last entry on
+    // disk and writes what it rebuilt.
+    drop(log);
+    let mut log = PartitionLog::open(&path, config.clone()).unwrap();
+    assert_eq!(index_len(&path), entries * INDEX_ENTRY_LEN as u64);
+    let records = read_all(&mut log, 0);
+    assert_eq!(records.len() as u64, batches * 2);
+    for offset in 0..batches as i64 * 2 {
+        let bytes = log.read(offset, 1).unwrap();
+        let (header, _) = rill_actors::record_batch::batches(&bytes)
+            .next()
+            .unwrap()
+            .unwrap();
+        assert!(header.base_offset <= offset && offset <= header.last_offset());
+    }
+    // A roll writes the sealed segment's whole index; a shutdown the active one's.
+    for tag in batches..batches + 5 {
+        log.append(&mut batch(tag, 2, 200, Compression::None))
+            .unwrap();
+    }
+    log.roll().unwrap();
+    assert_eq!(index_len(&path), (entries + 5) * INDEX_ENTRY_LEN as u64);
+    for tag in batches + 5..batches + 8 {
+        log.append(&mut batch(tag, 2, 200, Compression::None))
+            .unwrap();
+    }
+    log.take_everything().unwrap().sync().unwrap();
+    let active_index = segment_files(&path)[1].with_extension("index");
+    assert_eq!(
+        std::fs::metadata(active_index).unwrap().len(),
+        2 * INDEX_ENTRY_LEN as u64
+    );
+}
