@@ -7,9 +7,10 @@
 //! sanity-checked on open, and is rebuilt from the log whenever it disagrees with it.
 //!
 //! New entries are written to the file in runs, not one `pwrite` each: when the segment is
-//! sealed, at a shutdown, or once [`PENDING_LIMIT`] wait. At 100 records per request every batch earns an
-//! entry, so a syscall per entry was one per batch. A crash loses at most the unwritten run,
-//! which start-up's scan from the last entry on disk rebuilds (at most ~64 × 4 KiB more to scan).
+//! sealed, at a shutdown, or once [`PENDING_LIMIT`] wait. At 100 records per request every
+//! batch earns an entry, so a syscall per entry was one per batch. A crash loses at most the
+//! unwritten run, which start-up's scan from the last entry on disk rebuilds (at most
+//! ~64 × 4 KiB more to scan).
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;

@@ -240,8 +240,9 @@ impl PartitionLog {
 
     /// Keeps the active segment's file up to two `step`s past its end (see [`Segment`]),
     /// and the idempotency journal up to two
-    /// [`JOURNAL_STEP`](crate::idempotency::JOURNAL_STEP)s; 0 turns preallocation off. Only flushes reserve space, so it never happens with
-    /// `flush = "os"`, where no fsync would gain from it.
+    /// [`JOURNAL_STEP`](crate::idempotency::JOURNAL_STEP)s; 0 turns preallocation off. Only
+    /// flushes reserve space, so it never happens with `flush = "os"`, where no fsync would
+    /// gain from it.
     pub fn set_preallocation(&mut self, step: u64) {
         self.preallocate_step = step;
     }
