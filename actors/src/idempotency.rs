@@ -247,11 +247,11 @@ impl IdempotencyJournal {
         (self.len / JOURNAL_STEP + 2) * JOURNAL_STEP - self.reserved_to
     }
 
-    /// Reserves [`IdempotencyJournal::reserve_needed`] bytes past the end. A failure only
-    /// costs speed (entries then grow the file as without a reserve), so it is logged; the
-    /// next try comes a step later.
-    pub fn reserve(&mut self) {
-        let to = self.reserved_to + self.reserve_needed();
+    /// Reserves `bytes` more past the reserved end (what [`IdempotencyJournal::reserve_needed`]
+    /// asked for). A failure only costs speed (entries then grow the file as without a
+    /// reserve), so it is logged; the next try comes a step later.
+    pub fn reserve(&mut self, bytes: u64) {
+        let to = self.reserved_to + bytes;
         if to == self.reserved_to {
             return;
         }

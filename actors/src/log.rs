@@ -476,7 +476,7 @@ impl PartitionLog {
                         .as_ref()
                         .is_none_or(|r| r.claim(needed).is_ok())
                 {
-                    journal.reserve();
+                    journal.reserve(needed);
                 }
                 files.push(journal.sync_handle()?);
             }

@@ -95,14 +95,7 @@ fn deleted_index_is_rebuilt_and_every_offset_resolves() {
     }
     let mut log = PartitionLog::open(&path, config).unwrap();
     assert_eq!(log.end_offset(), 400);
-    for offset in 0..400 {
-        let bytes = log.read(offset, 1).unwrap();
-        let (header, _) = rill_actors::record_batch::batches(&bytes)
-            .next()
-            .unwrap()
-            .unwrap();
-        assert!(header.base_offset <= offset && offset <= header.last_offset());
-    }
+    assert_every_offset_resolves(&mut log, 400);
 }
 
 #[test]
@@ -636,14 +629,7 @@ fn index_entries_are_written_in_runs_and_a_crash_before_a_run_rebuilds_them() {
     assert_eq!(index_len(&path), entries * INDEX_ENTRY_LEN as u64);
     let records = read_all(&mut log, 0);
     assert_eq!(records.len() as u64, batches * 2);
-    for offset in 0..batches as i64 * 2 {
-        let bytes = log.read(offset, 1).unwrap();
-        let (header, _) = rill_actors::record_batch::batches(&bytes)
-            .next()
-            .unwrap()
-            .unwrap();
-        assert!(header.base_offset <= offset && offset <= header.last_offset());
-    }
+    assert_every_offset_resolves(&mut log, batches as i64 * 2);
     // A roll writes the sealed segment's whole index; a shutdown the active one's.
     for tag in batches..batches + 5 {
         log.append(&mut batch(tag, 2, 200, Compression::None))
@@ -661,4 +647,20 @@ fn index_entries_are_written_in_runs_and_a_crash_before_a_run_rebuilds_them() {
         std::fs::metadata(active_index).unwrap().len(),
         2 * INDEX_ENTRY_LEN as u64
     );
+}
+
+/// A read at each offset below `end` starts with the batch holding it: the index (whatever
+/// state it was left in) leads every lookup to the right place.
+fn assert_every_offset_resolves(log: &mut PartitionLog, end: i64) {
+    for offset in 0..end {
+        let bytes = log.read(offset, 1).unwrap();
+        let (header, _) = rill_actors::record_batch::batches(&bytes)
+            .next()
+            .unwrap()
+            .unwrap();
+        assert!(
+            header.base_offset <= offset && offset <= header.last_offset(),
+            "offset {offset}"
+        );
+    }
 }
