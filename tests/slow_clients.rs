@@ -759,10 +759,18 @@ fn overload_at_twice_the_sustainable_rate_is_refused_with_retry_after_and_loses_
     );
     assert!(during.1 > 0, "2× the sustainable rate was never refused");
     assert!(during.0 > 0);
+    // The allocator's own slack on top of the budget. mimalloc keeps freed pages in each
+    // thread's heap for a while, so the same code measured the 1× → 2× difference anywhere from
+    // −6 MB to +16 MB over six runs (2026-12-01, before and after that stop's changes): a
+    // bound of the budget alone sat inside the measurement's noise. The slack is a constant,
+    // not a share of the load: admission without a bound would grow by hundreds of MB here
+    // (the 2× phase offers over a gigabyte of bodies).
+    const ALLOCATOR_SLACK: u64 = 16 << 20;
     assert!(
-        rss_peak.saturating_sub(rss_base) * 1024 <= budget * 11 / 10,
-        "RSS grew {} KiB under overload, more than max_inflight_bytes + 10 %",
-        rss_peak.saturating_sub(rss_base)
+        rss_peak.saturating_sub(rss_base) * 1024 <= budget * 11 / 10 + ALLOCATOR_SLACK,
+        "RSS grew {} KiB under overload, more than max_inflight_bytes + 10 % + {} KiB of allocator slack",
+        rss_peak.saturating_sub(rss_base),
+        ALLOCATOR_SLACK >> 10
     );
 
     // Nothing acknowledged is lost: after a clean restart every acknowledged record is at the
