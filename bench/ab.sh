@@ -80,7 +80,6 @@ run_once() {
   wait "$PID" 2>/dev/null || true
   PID=""
   rm -rf "$dir"
-  local field
   field() { echo "$line" | tr ' ' '\n' | sed -n "s|^$1=||p" | head -1; }
   local requests non2xx
   requests=$(field requests)
