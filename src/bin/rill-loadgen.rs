@@ -51,7 +51,10 @@ use tokio::time::{sleep, sleep_until, timeout_at, Instant};
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "rill-loadgen",
-    about = "HTTP/1.1 keep-alive load generator for rill produce"
+    about = "HTTP/1.1 keep-alive load generator for rill produce",
+    // A later option wins over an earlier one, so scripts (bench/ab.sh) can append
+    // overrides to their defaults.
+    args_override_self = true
 )]
 struct Args {
     /// Server root URL (http only).
