@@ -27,6 +27,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::LogError;
 use crate::naming;
@@ -120,7 +121,7 @@ impl Liveness {
 #[derive(Debug)]
 pub struct IdempotencyJournal {
     path: PathBuf,
-    file: File,
+    file: Arc<File>,
     len: u64,
     /// The file's size: `len` plus space reserved for entries to come (all zeros).
     reserved_to: u64,
@@ -174,7 +175,7 @@ impl IdempotencyJournal {
             }
             Self {
                 path,
-                file,
+                file: Arc::new(file),
                 len: valid_len,
                 reserved_to: valid_len,
             }
@@ -194,7 +195,7 @@ impl IdempotencyJournal {
             .map_err(|e| LogError::io("creating idempotency journal", &path, e))?;
         Ok(Self {
             path,
-            file,
+            file: Arc::new(file),
             len: 0,
             reserved_to: 0,
         })
@@ -221,7 +222,7 @@ impl IdempotencyJournal {
         let len = (entries.len() * ENTRY_BYTES) as u64;
         Ok(Self {
             path: path.to_path_buf(),
-            file,
+            file: Arc::new(file),
             len,
             reserved_to: len,
         })
@@ -286,11 +287,9 @@ impl IdempotencyJournal {
         Ok(())
     }
 
-    /// A second handle for a background fsync.
-    pub fn sync_handle(&self) -> Result<File, LogError> {
-        self.file
-            .try_clone()
-            .map_err(|e| LogError::io("cloning idempotency journal handle", &self.path, e))
+    /// A handle for a background fsync.
+    pub fn sync_handle(&self) -> Arc<File> {
+        Arc::clone(&self.file)
     }
 }
 

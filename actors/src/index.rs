@@ -15,6 +15,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::LogError;
 use crate::types::Offset;
@@ -47,7 +48,7 @@ pub enum IndexProblem {
 #[derive(Debug)]
 pub struct OffsetIndex {
     path: PathBuf,
-    file: File,
+    file: Arc<File>,
     base_offset: Offset,
     entries: Vec<IndexEntry>,
     /// `entries[..written]` are in the file; the rest wait for [`OffsetIndex::write_pending`].
@@ -72,7 +73,7 @@ impl OffsetIndex {
         let bytes = std::fs::read(path).map_err(|e| LogError::io("reading index", path, e))?;
         let mut index = Self {
             path: path.to_path_buf(),
-            file,
+            file: Arc::new(file),
             base_offset,
             entries: Vec::with_capacity(bytes.len() / INDEX_ENTRY_LEN),
             written: 0,
@@ -191,10 +192,8 @@ impl OffsetIndex {
     }
 
     /// A handle for a background fsync (sealed segments' indexes are synced once).
-    pub fn try_clone_file(&self) -> Result<File, LogError> {
-        self.file
-            .try_clone()
-            .map_err(|e| LogError::io("cloning index handle", &self.path, e))
+    pub fn sync_handle(&self) -> Arc<File> {
+        Arc::clone(&self.file)
     }
 
     pub fn path(&self) -> &Path {

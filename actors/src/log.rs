@@ -132,7 +132,7 @@ fn free_bytes(dir: &Path) -> std::io::Result<u64> {
 /// What a background flush must fsync to make everything appended so far durable.
 #[derive(Debug)]
 pub struct SyncTargets {
-    pub files: Vec<File>,
+    pub files: Vec<Arc<File>>,
     pub dir: Option<PathBuf>,
     /// Space the active segment should reserve, done after the fsyncs so it never delays
     /// the acknowledgements this flush is for by more than once per step.
@@ -455,7 +455,7 @@ impl PartitionLog {
         let mut files = Vec::with_capacity(self.unsynced.len() * 2);
         for base in std::mem::take(&mut self.unsynced) {
             if let Some(segment) = self.segments.iter().find(|s| s.base_offset() == base) {
-                let (log, index) = segment.sync_handles()?;
+                let (log, index) = segment.sync_handles();
                 files.push(log);
                 if base != self.active().base_offset() {
                     // A sealed segment's index is complete: make it durable once.
@@ -478,7 +478,7 @@ impl PartitionLog {
                 {
                     journal.reserve(needed);
                 }
-                files.push(journal.sync_handle()?);
+                files.push(journal.sync_handle());
             }
         }
         let dir = std::mem::take(&mut self.dir_unsynced).then(|| self.dir.clone());
@@ -509,13 +509,13 @@ impl PartitionLog {
         let mut files = Vec::with_capacity(self.segments.len() * 2 + 1);
         for segment in &mut self.segments {
             segment.write_index();
-            let (log, index) = segment.sync_handles()?;
+            let (log, index) = segment.sync_handles();
             files.push(log);
             files.push(index);
         }
         if let Some(journal) = &mut self.journal {
             journal.release_reserve();
-            files.push(journal.sync_handle()?);
+            files.push(journal.sync_handle());
         }
         Ok(SyncTargets {
             files,

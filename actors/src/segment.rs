@@ -35,7 +35,9 @@ use crate::types::Offset;
 pub struct Segment {
     base_offset: Offset,
     path: PathBuf,
-    file: File,
+    /// Shared with running flushes, which fsync it off this thread: cheaper than a `dup`
+    /// and a `close` per flush.
+    file: Arc<File>,
     /// Committed length: bytes below this are whole batches.
     len: u64,
     next_offset: Offset,
@@ -56,7 +58,7 @@ pub struct Segment {
 /// with a flush, on the blocking pool).
 #[derive(Debug)]
 pub struct Preallocation {
-    file: File,
+    file: Arc<File>,
     path: PathBuf,
     to: u64,
     /// How much the reserved space grows (what `[storage] min_free_bytes` must allow).
@@ -131,7 +133,7 @@ impl Segment {
         Ok(Self {
             base_offset,
             path,
-            file,
+            file: Arc::new(file),
             len: 0,
             next_offset: base_offset,
             max_timestamp: -1,
@@ -257,7 +259,7 @@ impl Segment {
             Self {
                 base_offset,
                 path,
-                file,
+                file: Arc::new(file),
                 len: valid_len,
                 next_offset,
                 max_timestamp,
@@ -445,12 +447,8 @@ impl Segment {
     }
 
     /// Handles for a background fsync of the segment and its index.
-    pub fn sync_handles(&self) -> Result<(File, File), LogError> {
-        let file = self
-            .file
-            .try_clone()
-            .map_err(|e| LogError::io("cloning segment handle", &self.path, e))?;
-        Ok((file, self.index.try_clone_file()?))
+    pub fn sync_handles(&self) -> (Arc<File>, Arc<File>) {
+        (Arc::clone(&self.file), self.index.sync_handle())
     }
 
     /// The preallocation this segment needs next, if any: the file is kept one to two
@@ -466,11 +464,10 @@ impl Segment {
             return None;
         }
         // A released segment is refused in `apply`, under the lock that orders it with the
-        // cut; checking here too would only save a dup in a case that does not recur.
-        let file = self.file.try_clone().ok()?;
+        // cut.
         self.preallocated_to = to;
         Some(Preallocation {
-            file,
+            file: Arc::clone(&self.file),
             path: self.path.clone(),
             to,
             grows_by: to - reserved,
