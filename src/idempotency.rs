@@ -17,7 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rill_actors::idempotency::IdempotencyTag;
+use rill_actors::idempotency::{DigestKind, IdempotencyTag};
 use rill_actors::types::{Offset, PartitionId};
 use sha2::{Digest, Sha256};
 
@@ -54,6 +54,7 @@ pub enum Begin {
 
 struct Entry {
     digest: [u8; 16],
+    digest_kind: DigestKind,
     created_ms: i64,
     request_id: [u8; 16],
     topic: String,
@@ -94,11 +95,23 @@ impl IdempotencyTable {
 
     /// Looks `key_hash` up and, unless another request holds it, marks it in progress. A
     /// fresh key is entered with `fresh` as its tag (its digest, arrival and request id).
-    pub fn begin(&self, topic: &str, fresh: IdempotencyTag, now_ms: i64) -> Begin {
+    /// `digest_as` makes the request's digest the other way, for an entry journaled with it.
+    pub fn begin(
+        &self,
+        topic: &str,
+        fresh: IdempotencyTag,
+        now_ms: i64,
+        digest_as: impl FnOnce(DigestKind) -> [u8; 16],
+    ) -> Begin {
         let mut inner = self.lock();
         self.expire(&mut inner, now_ms);
         if let Some(entry) = inner.entries.get_mut(&fresh.key_hash) {
-            if entry.digest != fresh.body_digest {
+            let same_body = if entry.digest_kind == fresh.digest_kind {
+                entry.digest == fresh.body_digest
+            } else {
+                entry.digest == digest_as(entry.digest_kind)
+            };
+            if !same_body {
                 return Begin::Reused;
             }
             if entry.in_progress {
@@ -109,6 +122,7 @@ impl IdempotencyTable {
                 tag: IdempotencyTag {
                     key_hash: fresh.key_hash,
                     body_digest: entry.digest,
+                    digest_kind: entry.digest_kind,
                     request_id: entry.request_id,
                     created_ms: entry.created_ms,
                 },
@@ -121,6 +135,7 @@ impl IdempotencyTable {
             fresh.key_hash,
             Entry {
                 digest: fresh.body_digest,
+                digest_kind: fresh.digest_kind,
                 created_ms: fresh.created_ms,
                 request_id: fresh.request_id,
                 topic: topic.to_string(),
@@ -159,6 +174,7 @@ impl IdempotencyTable {
         }
         let entry = inner.entries.entry(tag.key_hash).or_insert_with(|| Entry {
             digest: tag.body_digest,
+            digest_kind: tag.digest_kind,
             created_ms: tag.created_ms,
             request_id: tag.request_id,
             topic: topic.to_string(),
@@ -229,14 +245,27 @@ pub fn key_hash(caller_id: &[u8; 32], topic: &str, key: &str) -> [u8; 16] {
     truncate(hasher.finalize().into())
 }
 
-/// What a request asks for: its (decoded) body and every option that changes its outcome.
-pub fn body_digest(body: &[u8], compression: &str, is_async: bool) -> [u8; 16] {
-    let mut hasher = Sha256::new();
-    hasher.update([u8::from(is_async)]);
-    hasher.update((compression.len() as u64).to_be_bytes());
-    hasher.update(compression.as_bytes());
-    hasher.update(body);
-    truncate(hasher.finalize().into())
+/// What a request asks for: its (decoded) body and every option that changes its outcome,
+/// hashed the way `kind` says (new entries: [`DigestKind::Xxh3`]).
+pub fn body_digest(kind: DigestKind, body: &[u8], compression: &str, is_async: bool) -> [u8; 16] {
+    let parts: [&[u8]; 4] = [
+        &[u8::from(is_async)],
+        &(compression.len() as u64).to_be_bytes(),
+        compression.as_bytes(),
+        body,
+    ];
+    match kind {
+        DigestKind::Xxh3 => {
+            let mut hasher = twox_hash::XxHash3_128::with_seed(0);
+            parts.iter().for_each(|part| hasher.write(part));
+            hasher.finish_128().to_be_bytes()
+        }
+        DigestKind::Sha256 => {
+            let mut hasher = Sha256::new();
+            parts.iter().for_each(|part| hasher.update(part));
+            truncate(hasher.finalize().into())
+        }
+    }
 }
 
 fn truncate(digest: [u8; 32]) -> [u8; 16] {
@@ -273,9 +302,15 @@ mod tests {
         IdempotencyTag {
             key_hash: [key; 16],
             body_digest: [body; 16],
+            digest_kind: DigestKind::Xxh3,
             request_id: [0; 16],
             created_ms,
         }
+    }
+
+    /// For tables holding only XXH3 entries: the other digest is never asked for.
+    fn no_other_digest(kind: DigestKind) -> [u8; 16] {
+        panic!("asked for a {kind:?} digest with no such entry in the table")
     }
 
     fn batch(partition: PartitionId, base_offset: Offset) -> BatchRef {
@@ -290,11 +325,20 @@ mod tests {
     #[test]
     fn a_key_is_fresh_then_in_progress_then_a_retry_with_its_batches() {
         let table = IdempotencyTable::new(Duration::from_secs(60), 100);
-        assert_eq!(table.begin("t", tag(1, 9, 1000), 1000), Begin::Fresh);
-        assert_eq!(table.begin("t", tag(1, 9, 1001), 1001), Begin::InProgress);
-        assert_eq!(table.begin("t", tag(1, 8, 1001), 1001), Begin::Reused);
+        assert_eq!(
+            table.begin("t", tag(1, 9, 1000), 1000, no_other_digest),
+            Begin::Fresh
+        );
+        assert_eq!(
+            table.begin("t", tag(1, 9, 1001), 1001, no_other_digest),
+            Begin::InProgress
+        );
+        assert_eq!(
+            table.begin("t", tag(1, 8, 1001), 1001, no_other_digest),
+            Begin::Reused
+        );
         table.settle(&[1; 16], &[batch(0, 10), batch(2, 4)]);
-        match table.begin("t", tag(1, 9, 5000), 5000) {
+        match table.begin("t", tag(1, 9, 5000), 5000, no_other_digest) {
             Begin::Retry { tag, landed } => {
                 assert_eq!(tag.created_ms, 1000, "the first arrival time is kept");
                 assert_eq!(landed, vec![batch(0, 10), batch(2, 4)]);
@@ -303,7 +347,7 @@ mod tests {
         }
         // A retry that appended the missing partition adds it.
         table.settle(&[1; 16], &[batch(1, 7)]);
-        match table.begin("t", tag(1, 9, 6000), 6000) {
+        match table.begin("t", tag(1, 9, 6000), 6000, no_other_digest) {
             Begin::Retry { landed, .. } => assert_eq!(landed.len(), 3),
             other => panic!("{other:?}"),
         }
@@ -312,26 +356,44 @@ mod tests {
     #[test]
     fn a_request_that_left_no_batch_is_forgotten() {
         let table = IdempotencyTable::new(Duration::from_secs(60), 100);
-        assert_eq!(table.begin("t", tag(1, 9, 1000), 1000), Begin::Fresh);
+        assert_eq!(
+            table.begin("t", tag(1, 9, 1000), 1000, no_other_digest),
+            Begin::Fresh
+        );
         table.settle(&[1; 16], &[]);
-        assert_eq!(table.begin("t", tag(1, 8, 1001), 1001), Begin::Fresh);
+        assert_eq!(
+            table.begin("t", tag(1, 8, 1001), 1001, no_other_digest),
+            Begin::Fresh
+        );
     }
 
     #[test]
     fn keys_expire_with_the_window_and_the_oldest_go_when_full() {
         let table = IdempotencyTable::new(Duration::from_millis(100), 2);
         for key in 1..=2 {
-            assert_eq!(table.begin("t", tag(key, 1, 1000), 1000), Begin::Fresh);
+            assert_eq!(
+                table.begin("t", tag(key, 1, 1000), 1000, no_other_digest),
+                Begin::Fresh
+            );
             table.settle(&[key; 16], &[batch(0, key as i64)]);
         }
         // Full: the third evicts the oldest.
-        assert_eq!(table.begin("t", tag(3, 1, 1010), 1010), Begin::Fresh);
+        assert_eq!(
+            table.begin("t", tag(3, 1, 1010), 1010, no_other_digest),
+            Begin::Fresh
+        );
         table.settle(&[3; 16], &[batch(0, 3)]);
         assert_eq!(table.len(), 2);
-        assert_eq!(table.begin("t", tag(1, 7, 1020), 1020), Begin::Fresh);
+        assert_eq!(
+            table.begin("t", tag(1, 7, 1020), 1020, no_other_digest),
+            Begin::Fresh
+        );
         table.settle(&[1; 16], &[]);
         // Past the window everything else is gone too.
-        assert_eq!(table.begin("t", tag(3, 7, 1200), 1200), Begin::Fresh);
+        assert_eq!(
+            table.begin("t", tag(3, 7, 1200), 1200, no_other_digest),
+            Begin::Fresh
+        );
         assert_eq!(table.len(), 1);
     }
 
@@ -341,12 +403,15 @@ mod tests {
         table.recover("t", &tag(1, 9, 1000), batch(0, 5));
         table.recover("t", &tag(1, 9, 1000), batch(1, 6));
         table.recover("u", &tag(2, 9, 1000), batch(0, 1));
-        match table.begin("t", tag(1, 9, 2000), 2000) {
+        match table.begin("t", tag(1, 9, 2000), 2000, no_other_digest) {
             Begin::Retry { landed, .. } => assert_eq!(landed, vec![batch(0, 5), batch(1, 6)]),
             other => panic!("{other:?}"),
         }
         table.forget_topic("u");
-        assert_eq!(table.begin("u", tag(2, 8, 2000), 2000), Begin::Fresh);
+        assert_eq!(
+            table.begin("u", tag(2, 8, 2000), 2000, no_other_digest),
+            Begin::Fresh
+        );
     }
 
     #[test]
@@ -361,5 +426,42 @@ mod tests {
         assert!(parse_key(&[b'a'; 255]).is_ok());
         assert!(parse_key(b"with space").is_err());
         assert!(parse_key("é".as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_retry_is_checked_against_an_entry_journaled_with_sha256() {
+        let table = IdempotencyTable::new(Duration::from_secs(60), 100);
+        let body = br#"{"records":[{"value":1}]}"#;
+        let journaled = IdempotencyTag {
+            body_digest: body_digest(DigestKind::Sha256, body, "none", false),
+            digest_kind: DigestKind::Sha256,
+            ..tag(1, 0, 1000)
+        };
+        table.recover("t", &journaled, batch(0, 7));
+        let retry = |body: &[u8]| {
+            let fresh = IdempotencyTag {
+                body_digest: body_digest(DigestKind::Xxh3, body, "none", false),
+                ..tag(1, 0, 2000)
+            };
+            let digest_as = |kind| body_digest(kind, body, "none", false);
+            table.begin("t", fresh, 2000, digest_as)
+        };
+        assert_eq!(retry(br#"{"records":[{"value":2}]}"#), Begin::Reused);
+        match retry(body) {
+            Begin::Retry { tag, landed } => {
+                assert_eq!(
+                    tag.digest_kind,
+                    DigestKind::Sha256,
+                    "batches still to write keep it"
+                );
+                assert_eq!(tag.body_digest, journaled.body_digest);
+                assert_eq!(landed, vec![batch(0, 7)]);
+            }
+            other => panic!("expected a retry, got {other:?}"),
+        }
+        assert_ne!(
+            body_digest(DigestKind::Xxh3, body, "none", false),
+            body_digest(DigestKind::Sha256, body, "none", false)
+        );
     }
 }

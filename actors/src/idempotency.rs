@@ -8,8 +8,12 @@
 //!
 //! ```text
 //! crc32c u32 (over the 68 bytes after it) | key_hash [16] | body_digest [16] |
-//! request_id [16] (all zero: none) | created_ms i64 | base_offset i64 | record_count u32
+//! request_id [16] (all zero: none) | created_ms i64 | base_offset i64 |
+//! xxh3 flag (1 bit) + record_count (31 bits) u32
 //! ```
+//!
+//! The top bit of the last field says how `body_digest` was made: set, XXH3-128; clear,
+//! SHA-256 (entries written before rill switched, which a retry is still checked against).
 //!
 //! big-endian, appended in offset order. At start the journal is read up to its first
 //! invalid entry (a torn tail is cut), and entries are dropped that are out of the window,
@@ -40,6 +44,21 @@ pub const ENTRY_BYTES: usize = 72;
 /// two steps reserved, so a fallocate comes once per ~1,000 idempotent batches.
 pub const JOURNAL_STEP: u64 = 1024 * ENTRY_BYTES as u64;
 
+/// How a tag's body digest was made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DigestKind {
+    /// XXH3-128: what rill makes now. The digest only has to tell one body of the same
+    /// caller's key from another, which needs no cryptographic hash, and SHA-256 of a large
+    /// body was most of the CPU an idempotency key cost.
+    #[default]
+    Xxh3,
+    /// The first 16 bytes of SHA-256: journal entries written before the switch.
+    Sha256,
+}
+
+/// Top bit of an entry's last field: its digest is XXH3-128.
+const XXH3_FLAG: u32 = 1 << 31;
+
 /// What identifies an idempotent request; carried by every batch of it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct IdempotencyTag {
@@ -48,6 +67,7 @@ pub struct IdempotencyTag {
     /// Hash of what the request asked for (body and options): a reused key with another
     /// body is refused.
     pub body_digest: [u8; 16],
+    pub digest_kind: DigestKind,
     /// The async request id (a ULID's 16 bytes); all zero for a sync request.
     pub request_id: [u8; 16],
     /// When the request first arrived (ms since the epoch): the dedup window counts from it,
@@ -71,7 +91,11 @@ impl JournalEntry {
         out[36..52].copy_from_slice(&self.tag.request_id);
         out[52..60].copy_from_slice(&self.tag.created_ms.to_be_bytes());
         out[60..68].copy_from_slice(&self.base_offset.to_be_bytes());
-        out[68..72].copy_from_slice(&self.record_count.to_be_bytes());
+        let flag = match self.tag.digest_kind {
+            DigestKind::Xxh3 => XXH3_FLAG,
+            DigestKind::Sha256 => 0,
+        };
+        out[68..72].copy_from_slice(&(self.record_count | flag).to_be_bytes());
         let crc = crc32c::crc32c(&out[4..]);
         out[..4].copy_from_slice(&crc.to_be_bytes());
         out
@@ -87,15 +111,21 @@ impl JournalEntry {
         let array = |range: std::ops::Range<usize>| -> [u8; 16] {
             bytes[range].try_into().expect("16 bytes")
         };
+        let last = u32::from_be_bytes(bytes[68..72].try_into().ok()?);
         Some(Self {
             tag: IdempotencyTag {
                 key_hash: array(4..20),
                 body_digest: array(20..36),
+                digest_kind: if last & XXH3_FLAG != 0 {
+                    DigestKind::Xxh3
+                } else {
+                    DigestKind::Sha256
+                },
                 request_id: array(36..52),
                 created_ms: i64::from_be_bytes(bytes[52..60].try_into().ok()?),
             },
             base_offset: i64::from_be_bytes(bytes[60..68].try_into().ok()?),
-            record_count: u32::from_be_bytes(bytes[68..72].try_into().ok()?),
+            record_count: last & !XXH3_FLAG,
         })
     }
 }
@@ -302,12 +332,39 @@ mod tests {
             tag: IdempotencyTag {
                 key_hash: [n; 16],
                 body_digest: [n ^ 0xff; 16],
+                digest_kind: if n.is_multiple_of(2) {
+                    DigestKind::Xxh3
+                } else {
+                    DigestKind::Sha256
+                },
                 request_id: [0; 16],
                 created_ms,
             },
             base_offset,
             record_count: 3,
         }
+    }
+
+    #[test]
+    fn an_entry_written_before_the_digest_switch_reads_as_sha256() {
+        // The layout entries had before the flag existed: record_count alone in the last field.
+        let mut bytes = [0u8; ENTRY_BYTES];
+        bytes[4..20].copy_from_slice(&[1; 16]);
+        bytes[20..36].copy_from_slice(&[2; 16]);
+        bytes[52..60].copy_from_slice(&5i64.to_be_bytes());
+        bytes[60..68].copy_from_slice(&40i64.to_be_bytes());
+        bytes[68..72].copy_from_slice(&7u32.to_be_bytes());
+        let crc = crc32c::crc32c(&bytes[4..]);
+        bytes[..4].copy_from_slice(&crc.to_be_bytes());
+        let entry = JournalEntry::decode(&bytes).expect("a valid entry");
+        assert_eq!(entry.tag.digest_kind, DigestKind::Sha256);
+        assert_eq!(entry.tag.body_digest, [2; 16]);
+        assert_eq!((entry.base_offset, entry.record_count), (40, 7));
+        assert_eq!(
+            entry.encode(),
+            bytes,
+            "a SHA-256 entry is written as before"
+        );
     }
 
     #[test]

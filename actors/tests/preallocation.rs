@@ -9,7 +9,7 @@ use std::os::unix::fs::FileExt;
 
 use common::{batch, read_all, segment_files, small_config};
 use rill_actors::compression::Compression;
-use rill_actors::idempotency::{IdempotencyTag, ENTRY_BYTES, JOURNAL_STEP};
+use rill_actors::idempotency::{DigestKind, IdempotencyTag, ENTRY_BYTES, JOURNAL_STEP};
 use rill_actors::log::PartitionLog;
 use rill_actors::naming;
 
@@ -194,6 +194,7 @@ fn tag(n: u64) -> IdempotencyTag {
     IdempotencyTag {
         key_hash: [(n % 251) as u8; 16],
         body_digest: [(n % 241) as u8; 16],
+        digest_kind: DigestKind::Xxh3,
         request_id: [0; 16],
         created_ms: 1_700_000_000_000 + n as i64,
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use rill_actors::compression::Compression;
-use rill_actors::idempotency::IdempotencyTag;
+use rill_actors::idempotency::{DigestKind, IdempotencyTag};
 use rill_actors::partition::now_ms;
 use rill_actors::producer::PartitionBatch;
 use rill_actors::status::{
@@ -152,7 +152,13 @@ pub async fn produce(
             let now = now_ms();
             let fresh = IdempotencyTag {
                 key_hash: idempotency::key_hash(caller.id(), topic.name.as_str(), &key),
-                body_digest: idempotency::body_digest(&body, compression.name(), is_async),
+                body_digest: idempotency::body_digest(
+                    DigestKind::Xxh3,
+                    &body,
+                    compression.name(),
+                    is_async,
+                ),
+                digest_kind: DigestKind::Xxh3,
                 request_id: if is_async {
                     ulid::Ulid::new().to_bytes()
                 } else {
@@ -160,7 +166,9 @@ pub async fn produce(
                 },
                 created_ms: now,
             };
-            let (tag, landed) = match state.idempotency.begin(topic.name.as_str(), fresh, now) {
+            let digest_as =
+                |kind| idempotency::body_digest(kind, &body, compression.name(), is_async);
+            let (tag, landed) = match state.idempotency.begin(topic.name.as_str(), fresh, now, digest_as) {
                 Begin::Fresh => (fresh, Vec::new()),
                 Begin::Retry { tag, landed } => (tag, landed),
                 Begin::InProgress => {
