@@ -7,8 +7,9 @@
 //!
 //! Group commit (`flush = "always"`): an append's answer waits in `waiting` until a flush
 //! takes it; the flush answers it from the blocking pool once its fsyncs return. At most one
-//! flush runs at a time; appends that arrive meanwhile are covered by the next one, so one fsync acknowledges everything that piled up while the previous one ran
-//! and throughput grows with concurrency. A failed flush fail-stops the partition: every
+//! flush runs at a time; appends that arrive meanwhile are covered by the next one, so one
+//! fsync acknowledges everything that piled up while the previous one ran and throughput
+//! grows with concurrency. A failed flush fail-stops the partition: every
 //! waiting append is answered with an error and later appends are refused, because after a
 //! failed fsync the kernel may have dropped the pages it could not write.
 

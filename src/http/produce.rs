@@ -168,7 +168,10 @@ pub async fn produce(
             };
             let digest_as =
                 |kind| idempotency::body_digest(kind, &body, compression.name(), is_async);
-            let (tag, landed) = match state.idempotency.begin(topic.name.as_str(), fresh, now, digest_as) {
+            let begun = state
+                .idempotency
+                .begin(topic.name.as_str(), fresh, now, digest_as);
+            let (tag, landed) = match begun {
                 Begin::Fresh => (fresh, Vec::new()),
                 Begin::Retry { tag, landed } => (tag, landed),
                 Begin::InProgress => {
