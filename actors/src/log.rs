@@ -132,6 +132,10 @@ fn free_bytes(dir: &Path) -> std::io::Result<u64> {
 /// What a background flush must fsync to make everything appended so far durable.
 #[derive(Debug)]
 pub struct SyncTargets {
+    /// In the order they are synced: the idempotency journal (if written) first, so that a
+    /// crash between two fsyncs can leave an entry whose batch is missing (recovery drops it)
+    /// but not a synced batch without its entry, which a retry of the unacknowledged request
+    /// would append a second time.
     pub files: Vec<Arc<File>>,
     pub dir: Option<PathBuf>,
     /// Space the active segment should reserve, done after the fsyncs so it never delays
@@ -478,7 +482,7 @@ impl PartitionLog {
                 {
                     journal.reserve(needed);
                 }
-                files.push(journal.sync_handle());
+                files.insert(0, journal.sync_handle());
             }
         }
         let dir = std::mem::take(&mut self.dir_unsynced).then(|| self.dir.clone());
@@ -515,7 +519,7 @@ impl PartitionLog {
         }
         if let Some(journal) = &mut self.journal {
             journal.release_reserve();
-            files.push(journal.sync_handle());
+            files.insert(0, journal.sync_handle());
         }
         Ok(SyncTargets {
             files,
