@@ -132,10 +132,9 @@ fn free_bytes(dir: &Path) -> std::io::Result<u64> {
 /// What a background flush must fsync to make everything appended so far durable.
 #[derive(Debug)]
 pub struct SyncTargets {
-    /// In the order they are synced: the idempotency journal (if written) first, so that a
-    /// crash between two fsyncs can leave an entry whose batch is missing (recovery drops it)
-    /// but not a synced batch without its entry, which a retry of the unacknowledged request
-    /// would append a second time.
+    /// The idempotency journal, if written since the last flush.
+    pub journal: Option<Arc<File>>,
+    /// Segments and sealed segments' indexes.
     pub files: Vec<Arc<File>>,
     pub dir: Option<PathBuf>,
     /// Space the active segment should reserve, done after the fsyncs so it never delays
@@ -145,12 +144,20 @@ pub struct SyncTargets {
 
 impl SyncTargets {
     /// fsyncs every target. Blocking: run it off the actor's thread.
+    ///
+    /// The journal goes first, then the directory (which holds a new journal's name), then the
+    /// segments: a crash between two fsyncs can leave an entry whose batch is missing (recovery
+    /// drops it) but not a synced idempotent batch without its entry, which a retry of the
+    /// unacknowledged request would append a second time.
     pub fn sync(self) -> std::io::Result<()> {
-        for file in &self.files {
-            file.sync_data()?;
+        if let Some(journal) = &self.journal {
+            journal.sync_data()?;
         }
         if let Some(dir) = &self.dir {
             File::open(dir)?.sync_all()?;
+        }
+        for file in &self.files {
+            file.sync_data()?;
         }
         if let Some(preallocation) = self.preallocation {
             preallocation.apply();
@@ -457,6 +464,7 @@ impl PartitionLog {
     /// Collects what a flush must sync for everything appended so far, and forgets it.
     pub fn take_unsynced(&mut self) -> Result<SyncTargets, LogError> {
         let mut files = Vec::with_capacity(self.unsynced.len() * 2);
+        let mut journal_file = None;
         for base in std::mem::take(&mut self.unsynced) {
             if let Some(segment) = self.segments.iter().find(|s| s.base_offset() == base) {
                 let (log, index) = segment.sync_handles();
@@ -482,7 +490,7 @@ impl PartitionLog {
                 {
                     journal.reserve(needed);
                 }
-                files.insert(0, journal.sync_handle());
+                journal_file = Some(journal.sync_handle());
             }
         }
         let dir = std::mem::take(&mut self.dir_unsynced).then(|| self.dir.clone());
@@ -496,6 +504,7 @@ impl PartitionLog {
                 .is_none_or(|r| r.claim(p.grows_by()).is_ok())
         });
         Ok(SyncTargets {
+            journal: journal_file,
             files,
             dir,
             preallocation,
@@ -517,11 +526,12 @@ impl PartitionLog {
             files.push(log);
             files.push(index);
         }
-        if let Some(journal) = &mut self.journal {
+        let journal = self.journal.as_mut().map(|journal| {
             journal.release_reserve();
-            files.insert(0, journal.sync_handle());
-        }
+            journal.sync_handle()
+        });
         Ok(SyncTargets {
+            journal,
             files,
             dir: Some(self.dir.clone()),
             preallocation: None,

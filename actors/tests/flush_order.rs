@@ -1,6 +1,8 @@
-//! The order a flush syncs its files in: the idempotency journal before the segments, so a
-//! crash between two fsyncs never leaves a synced idempotent batch without its journal entry
-//! (a retry of its unacknowledged request would then append it a second time).
+//! The order a flush syncs its files in: the idempotency journal first, then the directory
+//! (which holds a new journal's name), then the segments — so a crash between two fsyncs never
+//! leaves a synced idempotent batch without its journal entry (a retry of its unacknowledged
+//! request would then append it a second time). `SyncTargets::sync` syncs `journal`, then
+//! `dir`, then `files`; these tests hold that the journal is handed to it as `journal`.
 
 mod common;
 
@@ -22,17 +24,17 @@ fn tag(n: u8) -> IdempotencyTag {
     }
 }
 
-/// Inode numbers of the files a flush syncs, in its order.
-fn inodes(targets: &SyncTargets) -> Vec<u64> {
-    targets
-        .files
-        .iter()
-        .map(|f| f.metadata().unwrap().ino())
-        .collect()
+fn inode(file: &std::fs::File) -> u64 {
+    file.metadata().unwrap().ino()
+}
+
+/// Inode numbers of the files synced after the journal and the directory.
+fn later_files(targets: &SyncTargets) -> Vec<u64> {
+    targets.files.iter().map(|f| inode(f)).collect()
 }
 
 #[test]
-fn a_flush_syncs_the_journal_before_the_segments() {
+fn a_flush_syncs_the_journal_and_its_directory_before_the_segments() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t-0");
     // 2 KiB segments: the appends below roll, so the flush also syncs a sealed segment.
@@ -51,22 +53,27 @@ fn a_flush_syncs_the_journal_before_the_segments() {
         .ino();
 
     let targets = log.take_unsynced().unwrap();
-    let order = inodes(&targets);
+    assert_eq!(targets.journal.as_deref().map(inode), Some(journal));
     assert!(
-        order.len() > 2,
-        "journal, segments and a sealed index: {order:?}"
+        targets.dir.is_some(),
+        "the new journal's name is synced too"
     );
-    assert_eq!(order[0], journal, "the journal is synced first");
-    assert!(!order[1..].contains(&journal));
+    let later = later_files(&targets);
+    assert!(later.len() > 1, "segments and a sealed index: {later:?}");
+    assert!(
+        !later.contains(&journal),
+        "the journal is not synced after the segments"
+    );
     targets.sync().unwrap();
 
-    // The same for a flush without the journal written since: nothing to order.
+    // A flush with no journal entry since the last one does not sync the journal.
     log.append(&mut batch(99, 4, 100, Compression::None))
         .unwrap();
-    assert!(!inodes(&log.take_unsynced().unwrap()).contains(&journal));
+    assert!(log.take_unsynced().unwrap().journal.is_none());
 
-    // And for the shutdown flush, which syncs everything.
+    // The shutdown flush, which syncs everything, orders it the same way.
     let everything = log.take_everything().unwrap();
-    assert_eq!(inodes(&everything)[0], journal);
+    assert_eq!(everything.journal.as_deref().map(inode), Some(journal));
+    assert!(!later_files(&everything).contains(&journal));
     everything.sync().unwrap();
 }
