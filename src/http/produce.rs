@@ -150,14 +150,13 @@ pub async fn produce(
         None => None,
         Some(key) => {
             let now = now_ms();
+            // The body's digest made either way: new entries use XXH3, and the table asks for
+            // the other kind only to check a retry against an entry journaled with it.
+            let digest_as =
+                |kind| idempotency::body_digest(kind, &body, compression.name(), is_async);
             let fresh = IdempotencyTag {
                 key_hash: idempotency::key_hash(caller.id(), topic.name.as_str(), &key),
-                body_digest: idempotency::body_digest(
-                    DigestKind::Xxh3,
-                    &body,
-                    compression.name(),
-                    is_async,
-                ),
+                body_digest: digest_as(DigestKind::Xxh3),
                 digest_kind: DigestKind::Xxh3,
                 request_id: if is_async {
                     ulid::Ulid::new().to_bytes()
@@ -166,8 +165,6 @@ pub async fn produce(
                 },
                 created_ms: now,
             };
-            let digest_as =
-                |kind| idempotency::body_digest(kind, &body, compression.name(), is_async);
             let begun = state
                 .idempotency
                 .begin(topic.name.as_str(), fresh, now, digest_as);
