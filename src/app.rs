@@ -1,16 +1,15 @@
 //! Builds and runs the broker: opens the data dir (recovering every partition), starts the
-//! status actor and the HTTP server, and on SIGTERM/SIGINT shuts down in order — stop
-//! accepting, finish in-flight requests, flush every partition, exit.
+//! HTTP server (each worker starts its status actor), and on SIGTERM/SIGINT shuts down in
+//! order — stop accepting, finish in-flight requests, flush every partition, exit.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::prelude::*;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
-use rill_actors::status::{PendingSlots, StatusActor};
+use rill_actors::status::{PendingSlots, StatusActor, StatusShards};
 use rill_actors::topics::{BrokerOptions, TopicRegistry};
 use tokio::sync::Semaphore;
 
@@ -30,7 +29,8 @@ const AVRO_CACHE_MAX_TEXT: usize = 1 << 20;
 pub struct AppState {
     pub config: Config,
     pub backend: Backend,
-    pub status: Addr<StatusActor>,
+    /// Async request states: one status actor per HTTP worker, started by the app factory.
+    pub status: StatusShards,
     /// `[async] max_pending`: unfinished async requests, counted without asking the actor.
     pub pending_slots: Arc<PendingSlots>,
     pub metrics: Metrics,
@@ -75,12 +75,19 @@ pub async fn run(config: Config) -> Result<(), String> {
         config.producer.idempotency_max_keys,
     );
     backend.recover_idempotency(&idempotency);
-    let status = StatusActor::new(
-        config.async_requests.status_ttl(),
-        config.async_requests.cleanup_interval(),
-    )
-    .with_max_finished_records(config.async_requests.max_finished_records)
-    .start();
+    let status = {
+        let (ttl, cleanup) = (
+            config.async_requests.status_ttl(),
+            config.async_requests.cleanup_interval(),
+        );
+        let finished_per_shard = config
+            .async_requests
+            .max_finished_records
+            .div_ceil(config.server.workers());
+        StatusShards::new(move || {
+            StatusActor::new(ttl, cleanup).with_max_finished_records(finished_per_shard)
+        })
+    };
     let inflight = config
         .producer
         .max_inflight_bytes
@@ -102,6 +109,8 @@ pub async fn run(config: Config) -> Result<(), String> {
     let server_config = &state.config.server;
     let app_state = state.clone();
     let server = HttpServer::new(move || {
+        // The factory runs on each worker's thread: its status actor starts there.
+        app_state.status.start_here();
         App::new()
             .app_data(app_state.clone())
             // Answers are compressed as the client's Accept-Encoding asks.

@@ -542,7 +542,7 @@ impl ProducerConfig {
     }
 }
 
-/// `[async]`: requests answered with 202 and tracked by the status actor.
+/// `[async]`: requests answered with 202 and tracked by the status actors (one per worker).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AsyncConfig {
@@ -554,7 +554,7 @@ pub struct AsyncConfig {
     pub max_pending: usize,
     /// Most per-record results kept by finished requests (about 100 bytes each); past it the
     /// oldest finished statuses are dropped before their TTL (their id then answers 404).
-    /// Default 1000000 (≈ 100 MB); at least 1.
+    /// Split evenly over the workers' status actors. Default 1000000 (≈ 100 MB); at least 1.
     pub max_finished_records: usize,
 }
 

@@ -150,3 +150,79 @@ fn max_pending_async_requests_answers_429_with_retry_after() {
     }
     panic!("max_pending = 1 never refused a request");
 }
+
+/// Each HTTP worker keeps the states of the async requests it accepted (one status actor per
+/// worker). A request accepted on one connection and polled on another — which the server
+/// may hand to any worker — must still be found, and the metrics must count every worker's.
+#[test]
+fn async_requests_are_found_whichever_worker_takes_the_poll() {
+    let broker = spawn_broker("[server]\nbind = \"127.0.0.1:0\"\nworkers = 3\n");
+    broker.create_topic("spread", 1);
+    let url = format!("{}/api/topics/spread/produce?async=true", broker.url);
+    // No connection reuse: each request is a new connection, and new connections are
+    // spread over the workers.
+    let fresh = || {
+        reqwest::blocking::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+    };
+    let mut accepted = Vec::new();
+    for i in 0..30 {
+        let res = fresh()
+            .post(&url)
+            .json(&json!({"records": [{"value": {"i": i}}]}))
+            .send()
+            .unwrap();
+        let (s, b) = status_json(res);
+        assert_eq!(s, 202, "{b}");
+        accepted.push((i, b["status_url"].as_str().unwrap().to_string()));
+    }
+    // A request id's last byte names the worker's shard that holds it.
+    let shards: std::collections::BTreeSet<u128> = accepted
+        .iter()
+        .map(|(_, url)| {
+            let id = url.rsplit('/').next().unwrap();
+            ulid::Ulid::from_string(id).unwrap().0 & 0xff
+        })
+        .collect();
+    assert!(
+        shards.len() >= 2 && shards.iter().all(|&s| s < 3),
+        "shards {shards:?}"
+    );
+
+    let mut offsets = Vec::new();
+    for (i, status_url) in &accepted {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let done = loop {
+            let res = fresh()
+                .get(format!("{}{status_url}", broker.url))
+                .send()
+                .unwrap();
+            let (s, b) = status_json(res);
+            assert_eq!(s, 200, "request {i}: {b}");
+            if b["status"] == "completed" {
+                break b;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "request {i} still {}",
+                b["status"]
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        offsets.push(done["offsets"][0]["offset"].as_i64().unwrap());
+    }
+    offsets.sort_unstable();
+    assert_eq!(offsets, (0..30).collect::<Vec<i64>>());
+
+    let metrics = broker.get("/metrics").send().unwrap().text().unwrap();
+    assert!(
+        metrics.contains("rill_async_requests{state=\"finished\"} 30"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rill_async_requests{state=\"unfinished\"} 0"),
+        "{metrics}"
+    );
+}

@@ -12,7 +12,8 @@
 //!   journal of where idempotent requests' batches went, flushed with them).
 //! - The actors: [`partition::PartitionActor`] owns one partition's log and group-commits its
 //!   flushes; [`producer::ProducerActor`] fans a request's batches out to partitions;
-//!   [`status::StatusActor`] holds async request state with TTL sweeps; their messages live
+//!   [`status::StatusActor`] (one per HTTP worker, [`status::StatusShards`]) holds async
+//!   request state with TTL sweeps; their messages live
 //!   in [`messages`] (partition) and beside each actor.
 //! - [`topics::TopicRegistry`]: which topics exist, persisted in the data dir, with the
 //!   addresses of their partition actors spread over arbiters (threads).

@@ -8,10 +8,19 @@
 //! refused (the HTTP layer answers 429), so a flood of async requests cannot grow memory.
 //! Finished requests are bounded too, by the per-record results they hold
 //! (`max_finished_records`): past it the oldest finished ones are dropped before their TTL.
+//!
+//! There is one status actor per HTTP worker ([`StatusShards`]), started on the worker's own
+//! thread: an async request's registration, its move to `processing` and its final state are
+//! sent by tasks of the worker that accepted it, and stay on that thread. A single actor on
+//! its own thread cost every async request four cross-thread wake-ups (an eventfd write and
+//! a context switch each) — a tenth of the CPU of a 100-record async request. A request id
+//! carries its shard's index, so a poll arriving at any worker finds the right actor.
 
+use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
@@ -383,6 +392,105 @@ impl Handler<Sweep> for StatusActor {
     }
 }
 
+/// The most shards: a request id carries its shard's index in one byte.
+pub const MAX_SHARDS: usize = 256;
+
+thread_local! {
+    /// The index of the shard started on this thread, if any.
+    static LOCAL_SHARD: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// The status actors, one per HTTP worker thread, by index.
+pub struct StatusShards {
+    slots: Mutex<Vec<Shard>>,
+    make: Box<dyn Fn() -> StatusActor + Send + Sync>,
+}
+
+struct Shard {
+    thread: ThreadId,
+    addr: Addr<StatusActor>,
+}
+
+impl StatusShards {
+    /// `make` builds each shard's actor (ttl, cleanup interval, its share of
+    /// `max_finished_records`).
+    pub fn new(make: impl Fn() -> StatusActor + Send + Sync + 'static) -> Self {
+        Self {
+            slots: Mutex::new(Vec::new()),
+            make: Box::new(make),
+        }
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, Vec<Shard>> {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts the calling thread's status actor on its arbiter, once per thread, and returns
+    /// its index. Called by the HTTP server's app factory, which runs on every worker thread
+    /// (once per listener). A worker restarted after a panic takes over its stopped shard's
+    /// index; ids already handed out for it name a request that was lost with the worker.
+    pub fn start_here(&self) -> usize {
+        let here = std::thread::current().id();
+        let mut slots = self.slots();
+        let index = match slots
+            .iter()
+            .position(|s| s.thread == here && s.addr.connected())
+        {
+            Some(index) => return index,
+            None => slots.iter().position(|s| !s.addr.connected()),
+        };
+        let shard = Shard {
+            thread: here,
+            addr: (self.make)().start(),
+        };
+        let index = match index {
+            Some(index) => {
+                slots[index] = shard;
+                index
+            }
+            None if slots.len() < MAX_SHARDS => {
+                slots.push(shard);
+                slots.len() - 1
+            }
+            // Past the limit the thread shares shard 0 (any thread may send to any shard).
+            None => return 0,
+        };
+        LOCAL_SHARD.with(|local| local.set(Some(index)));
+        index
+    }
+
+    /// The index of the calling thread's shard (0 on a thread that started none).
+    pub fn local_index() -> usize {
+        LOCAL_SHARD.with(Cell::get).unwrap_or(0)
+    }
+
+    /// The actor of shard `index`; shard 0 for an index no shard has (an id made by an
+    /// earlier run with more workers). `None` before any shard started.
+    pub fn shard(&self, index: usize) -> Option<Addr<StatusActor>> {
+        let slots = self.slots();
+        slots
+            .get(index)
+            .or_else(|| slots.first())
+            .map(|s| s.addr.clone())
+    }
+
+    /// Every shard's actor (for counts).
+    pub fn all(&self) -> Vec<Addr<StatusActor>> {
+        self.slots().iter().map(|s| s.addr.clone()).collect()
+    }
+
+    /// The counts of every shard, summed; `None` if a shard did not answer.
+    pub async fn counts(&self) -> Option<StatusCounts> {
+        let mut total = StatusCounts::default();
+        for addr in self.all() {
+            let counts = addr.send(GetCounts).await.ok()?;
+            total.unfinished += counts.unfinished;
+            total.finished += counts.finished;
+        }
+        Some(total)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,6 +525,60 @@ mod tests {
         drop(a);
         let _c = slots.try_take().unwrap();
         assert!(slots.try_take().is_err());
+    }
+
+    #[test]
+    fn each_thread_starts_its_own_shard_once_and_counts_add_up() {
+        let shards = Arc::new(StatusShards::new(|| {
+            StatusActor::new(Duration::from_secs(10), Duration::from_secs(1))
+        }));
+        let register_on = |shards: &StatusShards, index: usize, id: &str| {
+            shards.shard(index).unwrap().do_send(Register {
+                request_id: id.into(),
+                topic: TopicName::new("t").unwrap(),
+                record_count: 1,
+            });
+        };
+        // A worker: its own thread and arbiter, like an HTTP worker's.
+        let start_worker = |shards: &Arc<StatusShards>| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let arbiter = Arbiter::new();
+            let shards = Arc::clone(shards);
+            arbiter.spawn_fn(move || tx.send(shards.start_here()).unwrap());
+            (arbiter, rx.recv().unwrap())
+        };
+        System::new().block_on(async {
+            assert!(shards.shard(0).is_none(), "no shard before one started");
+            let here = shards.start_here();
+            assert_eq!(here, 0);
+            assert_eq!(
+                shards.start_here(),
+                here,
+                "a second listener reuses the thread's"
+            );
+            assert_eq!(StatusShards::local_index(), here);
+
+            let (worker, index) = start_worker(&shards);
+            assert_eq!(index, 1);
+            register_on(&shards, here, "a");
+            register_on(&shards, index, "b");
+            register_on(&shards, index, "c");
+            // An id from a run with more workers names no shard here: it goes to shard 0.
+            register_on(&shards, 9, "d");
+            let counts = shards.counts().await.unwrap();
+            assert_eq!((counts.unfinished, counts.finished), (4, 0));
+            let first = shards.shard(0).unwrap().send(GetCounts).await.unwrap();
+            assert_eq!(first.unfinished, 2);
+
+            // A worker that stopped (a panic) leaves its index to the next one started.
+            worker.stop();
+            worker.join().unwrap();
+            assert_eq!(shards.counts().await, None, "unknown, not short");
+            let (_restarted, index) = start_worker(&shards);
+            assert_eq!(index, 1);
+            let counts = shards.counts().await.unwrap();
+            assert_eq!((counts.unfinished, counts.finished), (2, 0));
+        });
     }
 
     #[test]

@@ -5,7 +5,6 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpResponse};
-use rill_actors::status::GetCounts;
 use serde_json::json;
 
 use crate::app::AppState;
@@ -29,7 +28,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 
 /// `GET /metrics`: Prometheus text format. Gauges of actor-owned state are read now.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    if let Ok(counts) = state.status.send(GetCounts).await {
+    if let Some(counts) = state.status.counts().await {
         let gauge = &state.metrics.async_requests;
         gauge
             .with_label_values(&["unfinished"])

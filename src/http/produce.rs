@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use actix::Addr;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use rill_actors::compression::Compression;
@@ -14,7 +15,7 @@ use rill_actors::idempotency::{DigestKind, IdempotencyTag};
 use rill_actors::partition::now_ms;
 use rill_actors::producer::PartitionBatch;
 use rill_actors::status::{
-    Finish, GetStatus, MarkProcessing, PendingSlot, Register, RequestStatus,
+    Finish, GetStatus, MarkProcessing, PendingSlot, Register, RequestStatus, StatusActor,
 };
 use rill_actors::types::{Offset, PartitionId, TopicName};
 use serde::{Deserialize, Serialize};
@@ -23,9 +24,9 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::backend::{BackendError, BatchOutcome, TopicMeta};
-use crate::http::answer;
 use crate::http::body::{read_body, ContentCoding};
 use crate::http::error::ApiError;
+use crate::http::{answer, status};
 use crate::idempotency::{self, BatchRef, Begin};
 use crate::partitioner::RoundRobin;
 use crate::produce::{parse_body, prepare, PreparedProduce, ProduceSettings, ITEM_OVERHEAD_BYTES};
@@ -159,7 +160,7 @@ pub async fn produce(
                 body_digest: digest_as(DigestKind::Xxh3),
                 digest_kind: DigestKind::Xxh3,
                 request_id: if is_async {
-                    ulid::Ulid::new().to_bytes()
+                    status::new_request_id().to_bytes()
                 } else {
                     [0; 16]
                 },
@@ -236,7 +237,7 @@ pub async fn produce(
         .await;
     }
     if is_async {
-        let request_id = ulid::Ulid::new().to_string();
+        let request_id = status::new_request_id().to_string();
         let job = AsyncJob {
             topic,
             compression,
@@ -345,15 +346,17 @@ async fn produce_idempotent(
     }
     if let Some(request_id) = &original_id {
         // An async retry: the original's status, if the status actor still has it.
-        let known = state
-            .status
-            .send(GetStatus {
-                request_id: request_id.clone(),
-            })
-            .await
-            .ok()
-            .flatten()
-            .is_some();
+        let known = match status::status_actor(&state, request_id) {
+            Some(actor) => actor
+                .send(GetStatus {
+                    request_id: request_id.clone(),
+                })
+                .await
+                .ok()
+                .flatten()
+                .is_some(),
+            None => false,
+        };
         if known {
             return Ok(accepted(request_id, held.admission.rate_limit()));
         }
@@ -439,8 +442,8 @@ async fn produce_idempotent(
     if let Some(request_id) = original_id {
         // An async request retried after its status was forgotten (a restart, or past
         // status_ttl_secs): its status is made anew under the same id.
-        let _slot = register_async(&state, &request_id, &topic, record_count)?;
-        state.status.do_send(Finish {
+        let (_slot, actor) = register_async(&state, &request_id, &topic, record_count)?;
+        actor.do_send(Finish {
             request_id: request_id.clone(),
             status: RequestStatus::Completed,
             offsets: results,
@@ -512,10 +515,10 @@ fn register_async(
     request_id: &str,
     topic: &TopicMeta,
     record_count: usize,
-) -> Result<PendingSlot, ApiError> {
-    if !state.status.connected() {
-        return Err(ApiError::Unavailable("status actor stopped".into()));
-    }
+) -> Result<(PendingSlot, Addr<StatusActor>), ApiError> {
+    let actor = status::status_actor(state, request_id)
+        .filter(Addr::connected)
+        .ok_or_else(|| ApiError::Unavailable("status actor stopped".into()))?;
     let slot = state
         .pending_slots
         .try_take()
@@ -524,12 +527,12 @@ fn register_async(
             retry_after_secs: 1,
             rate_limit: None,
         })?;
-    state.status.do_send(Register {
+    actor.do_send(Register {
         request_id: request_id.to_string(),
         topic: topic.name.clone(),
         record_count,
     });
-    Ok(slot)
+    Ok((slot, actor))
 }
 
 /// What a request holds until its records are appended (for async ones, past the answer):
@@ -576,13 +579,13 @@ async fn start_async(
         mut prepared,
         record_count,
     } = job;
-    let slot = register_async(&state, &request_id, &topic, record_count)?;
+    let (slot, actor) = register_async(&state, &request_id, &topic, record_count)?;
     let answer = accepted(&request_id, held.admission.rate_limit());
     actix_web::rt::spawn(async move {
         // The batches stay in memory until appended: so does their share of the budget.
         // The request counts against its key's max_inflight until then, too.
         let _held = held;
-        state.status.do_send(MarkProcessing {
+        actor.do_send(MarkProcessing {
             request_id: request_id.clone(),
         });
         let (records, bytes) = (prepared.appended_records, prepared.batch_bytes);
@@ -635,7 +638,7 @@ async fn start_async(
             .produce_latency
             .with_label_values(&["async"])
             .observe(arrived.elapsed().as_secs_f64());
-        state.status.do_send(finish);
+        actor.do_send(finish);
         drop(slot);
     });
     Ok(answer)

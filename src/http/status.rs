@@ -1,12 +1,28 @@
 //! `GET /api/produce/status/{request_id}`: the state of an async produce request.
 
+use actix::Addr;
 use actix_web::{web, HttpResponse};
-use rill_actors::status::GetStatus;
+use rill_actors::status::{GetStatus, StatusActor, StatusShards};
 
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::http::answer;
 use crate::http::error::ApiError;
+
+/// A new async request id: a ULID (unguessable: 72 of its 80 random bits stay random) whose
+/// last byte is the index of the calling worker's status shard, so the request's state is
+/// kept on the thread that handles it.
+pub fn new_request_id() -> ulid::Ulid {
+    let random = ulid::Ulid::new();
+    ulid::Ulid((random.0 & !0xff) | StatusShards::local_index() as u128)
+}
+
+/// The status actor that holds `request_id`'s state. An id that is no ULID names no request;
+/// it is sent to shard 0, which does not know it either.
+pub fn status_actor(state: &AppState, request_id: &str) -> Option<Addr<StatusActor>> {
+    let shard = ulid::Ulid::from_string(request_id).map_or(0, |id| (id.0 & 0xff) as usize);
+    state.status.shard(shard)
+}
 
 pub async fn get_status(
     state: web::Data<AppState>,
@@ -14,8 +30,9 @@ pub async fn get_status(
     request_id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let request_id = request_id.into_inner();
-    let found = state
-        .status
+    let actor = status_actor(&state, &request_id)
+        .ok_or_else(|| ApiError::Unavailable("status actor stopped".into()))?;
+    let found = actor
         .send(GetStatus {
             request_id: request_id.clone(),
         })
