@@ -432,28 +432,30 @@ impl StatusShards {
     pub fn start_here(&self) -> usize {
         let here = std::thread::current().id();
         let mut slots = self.slots();
-        let index = match slots
+        if let Some(index) = slots
             .iter()
             .position(|s| s.thread == here && s.addr.connected())
         {
-            Some(index) => return index,
-            None => slots.iter().position(|s| !s.addr.connected()),
-        };
+            return index;
+        }
+        let stopped = slots.iter().position(|s| !s.addr.connected());
+        if stopped.is_none() && slots.len() == MAX_SHARDS {
+            // Past the limit the thread shares shard 0 (any thread may send to any shard).
+            return 0;
+        }
         let shard = Shard {
             thread: here,
             addr: (self.make)().start(),
         };
-        let index = match index {
+        let index = match stopped {
             Some(index) => {
                 slots[index] = shard;
                 index
             }
-            None if slots.len() < MAX_SHARDS => {
+            None => {
                 slots.push(shard);
                 slots.len() - 1
             }
-            // Past the limit the thread shares shard 0 (any thread may send to any shard).
-            None => return 0,
         };
         LOCAL_SHARD.with(|local| local.set(Some(index)));
         index
@@ -474,15 +476,11 @@ impl StatusShards {
             .map(|s| s.addr.clone())
     }
 
-    /// Every shard's actor (for counts).
-    pub fn all(&self) -> Vec<Addr<StatusActor>> {
-        self.slots().iter().map(|s| s.addr.clone()).collect()
-    }
-
     /// The counts of every shard, summed; `None` if a shard did not answer.
     pub async fn counts(&self) -> Option<StatusCounts> {
         let mut total = StatusCounts::default();
-        for addr in self.all() {
+        let shards: Vec<_> = self.slots().iter().map(|s| s.addr.clone()).collect();
+        for addr in shards {
             let counts = addr.send(GetCounts).await.ok()?;
             total.unfinished += counts.unfinished;
             total.finished += counts.finished;

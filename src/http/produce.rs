@@ -15,7 +15,7 @@ use rill_actors::idempotency::{DigestKind, IdempotencyTag};
 use rill_actors::partition::now_ms;
 use rill_actors::producer::PartitionBatch;
 use rill_actors::status::{
-    Finish, GetStatus, MarkProcessing, PendingSlot, Register, RequestStatus, StatusActor,
+    Finish, MarkProcessing, PendingSlot, Register, RequestStatus, StatusActor,
 };
 use rill_actors::types::{Offset, PartitionId, TopicName};
 use serde::{Deserialize, Serialize};
@@ -346,17 +346,11 @@ async fn produce_idempotent(
     }
     if let Some(request_id) = &original_id {
         // An async retry: the original's status, if the status actor still has it.
-        let known = match status::status_actor(&state, request_id) {
-            Some(actor) => actor
-                .send(GetStatus {
-                    request_id: request_id.clone(),
-                })
-                .await
-                .ok()
-                .flatten()
-                .is_some(),
-            None => false,
-        };
+        let known = status::find(&state, request_id)
+            .await
+            .ok()
+            .flatten()
+            .is_some();
         if known {
             return Ok(accepted(request_id, held.admission.rate_limit()));
         }

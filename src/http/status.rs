@@ -2,7 +2,7 @@
 
 use actix::Addr;
 use actix_web::{web, HttpResponse};
-use rill_actors::status::{GetStatus, StatusActor, StatusShards};
+use rill_actors::status::{GetStatus, RequestState, StatusActor, StatusShards};
 
 use crate::app::AppState;
 use crate::auth::Caller;
@@ -24,21 +24,25 @@ pub fn status_actor(state: &AppState, request_id: &str) -> Option<Addr<StatusAct
     state.status.shard(shard)
 }
 
+/// Asks the status actor holding `request_id` for its state.
+pub async fn find(state: &AppState, request_id: &str) -> Result<Option<RequestState>, ApiError> {
+    let stopped = || ApiError::Unavailable("status actor stopped".into());
+    status_actor(state, request_id)
+        .ok_or_else(stopped)?
+        .send(GetStatus {
+            request_id: request_id.to_string(),
+        })
+        .await
+        .map_err(|_| stopped())
+}
+
 pub async fn get_status(
     state: web::Data<AppState>,
     caller: Caller,
     request_id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let request_id = request_id.into_inner();
-    let actor = status_actor(&state, &request_id)
-        .ok_or_else(|| ApiError::Unavailable("status actor stopped".into()))?;
-    let found = actor
-        .send(GetStatus {
-            request_id: request_id.clone(),
-        })
-        .await
-        .map_err(|_| ApiError::Unavailable("status actor stopped".into()))?;
-    match found {
+    match find(&state, &request_id).await? {
         // A key scoped to other topics learns nothing, not even that the id exists.
         Some(request) if caller.allows(request.topic.as_str()) => Ok(HttpResponse::Ok()
             .insert_header(actix_web::http::header::ContentType::json())
