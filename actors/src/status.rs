@@ -394,6 +394,7 @@ impl Handler<Sweep> for StatusActor {
 
 /// The most shards: a request id carries its shard's index in one byte.
 pub const MAX_SHARDS: usize = 256;
+const SHARD_MASK: u128 = MAX_SHARDS as u128 - 1;
 
 thread_local! {
     /// The index of the shard started on this thread, if any.
@@ -464,6 +465,17 @@ impl StatusShards {
     /// The index of the calling thread's shard (0 on a thread that started none).
     pub fn local_index() -> usize {
         LOCAL_SHARD.with(Cell::get).unwrap_or(0)
+    }
+
+    /// `random` (a new request id's 128 bits) with its low byte replaced by the calling
+    /// thread's shard index: the request's state is kept on the thread that handles it.
+    pub fn mark_local(random: u128) -> u128 {
+        (random & !SHARD_MASK) | Self::local_index() as u128
+    }
+
+    /// The shard index a request id made by [`StatusShards::mark_local`] carries.
+    pub fn index_in(id: u128) -> usize {
+        (id & SHARD_MASK) as usize
     }
 
     /// The actor of shard `index`; shard 0 for an index no shard has (an id made by an

@@ -13,14 +13,13 @@ use crate::http::error::ApiError;
 /// last byte is the index of the calling worker's status shard, so the request's state is
 /// kept on the thread that handles it.
 pub fn new_request_id() -> ulid::Ulid {
-    let random = ulid::Ulid::new();
-    ulid::Ulid((random.0 & !0xff) | StatusShards::local_index() as u128)
+    ulid::Ulid(StatusShards::mark_local(ulid::Ulid::new().0))
 }
 
 /// The status actor that holds `request_id`'s state. An id that is no ULID names no request;
 /// it is sent to shard 0, which does not know it either.
 pub fn status_actor(state: &AppState, request_id: &str) -> Option<Addr<StatusActor>> {
-    let shard = ulid::Ulid::from_string(request_id).map_or(0, |id| (id.0 & 0xff) as usize);
+    let shard = ulid::Ulid::from_string(request_id).map_or(0, |id| StatusShards::index_in(id.0));
     state.status.shard(shard)
 }
 
