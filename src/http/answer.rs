@@ -63,9 +63,8 @@ pub fn write_record_results(out: &mut Vec<u8>, results: &[RecordResult]) {
 /// are formatted each time.
 #[derive(Default)]
 struct EntryHeads {
-    partitions: Vec<PartitionId>,
-    /// `text[ends[i - 1]..ends[i]]` is the head of `partitions[i]`.
-    ends: Vec<usize>,
+    /// Each kept partition and where its head lies in `text`.
+    heads: Vec<(PartitionId, std::ops::Range<usize>)>,
     text: Vec<u8>,
 }
 
@@ -73,27 +72,19 @@ impl EntryHeads {
     const MAX: usize = 32;
 
     fn write(&mut self, out: &mut Vec<u8>, partition: PartitionId) {
-        let found = self.partitions.iter().position(|&p| p == partition);
-        let i = match found {
-            Some(i) => i,
-            None if self.partitions.len() < Self::MAX => {
-                self.text.extend_from_slice(PARTITION);
-                self.text
-                    .extend_from_slice(itoa::Buffer::new().format(partition).as_bytes());
-                self.text.extend_from_slice(OFFSET);
-                self.partitions.push(partition);
-                self.ends.push(self.text.len());
-                self.partitions.len() - 1
-            }
-            None => {
-                out.extend_from_slice(PARTITION);
-                out.extend_from_slice(itoa::Buffer::new().format(partition).as_bytes());
-                out.extend_from_slice(OFFSET);
-                return;
-            }
-        };
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        out.extend_from_slice(&self.text[start..self.ends[i]]);
+        if let Some((_, head)) = self.heads.iter().find(|(p, _)| *p == partition) {
+            out.extend_from_slice(&self.text[head.clone()]);
+            return;
+        }
+        let start = out.len();
+        out.extend_from_slice(PARTITION);
+        out.extend_from_slice(itoa::Buffer::new().format(partition).as_bytes());
+        out.extend_from_slice(OFFSET);
+        if self.heads.len() < Self::MAX {
+            let kept = self.text.len();
+            self.text.extend_from_slice(&out[start..]);
+            self.heads.push((partition, kept..self.text.len()));
+        }
     }
 }
 
