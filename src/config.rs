@@ -552,9 +552,10 @@ pub struct AsyncConfig {
     pub cleanup_interval_secs: u64,
     /// Most async requests not yet finished; beyond it, 429. Default 10000; at least 1.
     pub max_pending: usize,
-    /// Most per-record results kept by finished requests (about 100 bytes each); past it the
-    /// oldest finished statuses are dropped before their TTL (their id then answers 404).
-    /// Split evenly over the workers' status actors. Default 1000000 (≈ 100 MB); at least 1.
+    /// Most per-record results kept by finished requests (40 bytes each, more for a failed
+    /// record's message); past it the oldest finished statuses are dropped before their TTL
+    /// (their id then answers 404).
+    /// Split evenly over the workers' status actors. Default 1000000 (≈ 40 MB); at least 1.
     pub max_finished_records: usize,
 }
 

@@ -478,14 +478,7 @@ pub fn prepare(
             .push(timestamp, key_bytes, value_bytes, &record_headers);
         members[slot].push(i as u32);
         // Placeholder until the partition answers.
-        results.push(RecordResult {
-            partition: Some(partition),
-            offset: -1,
-            timestamp: Some(timestamp),
-            error_code: None,
-            error: None,
-            retriable: None,
-        });
+        results.push(RecordResult::ok(partition, -1, timestamp));
     }
 
     let mut batches = Vec::with_capacity(builders.len());

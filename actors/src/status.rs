@@ -49,16 +49,27 @@ impl RequestStatus {
 }
 
 /// The result for one input record, in input order: where it landed or why it did not.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+///
+/// Serialized as `{"partition", "offset", "timestamp", "error_code", "error", "retriable"}`,
+/// the last three `null` for an appended record. A finished async request keeps one per
+/// record for its TTL, so the rare failure's text is boxed: 40 bytes a record instead of 88.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordResult {
     pub partition: Option<PartitionId>,
     pub offset: Offset,
     pub timestamp: Option<i64>,
-    pub error_code: Option<String>,
-    pub error: Option<String>,
-    /// Only on failures: whether sending the same record again may succeed (a full disk, an
-    /// unavailable cluster) or never will (a value that does not fit its format).
-    pub retriable: Option<bool>,
+    /// Why the record was not appended; `None` for an appended one.
+    pub failure: Option<Box<RecordFailure>>,
+}
+
+/// What a record that was not appended answers beside its partition and offset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordFailure {
+    pub error_code: String,
+    pub error: String,
+    /// Whether sending the same record again may succeed (a full disk, an unavailable
+    /// cluster) or never will (a value that does not fit its format).
+    pub retriable: bool,
 }
 
 impl RecordResult {
@@ -67,9 +78,7 @@ impl RecordResult {
             partition: Some(partition),
             offset,
             timestamp: Some(timestamp),
-            error_code: None,
-            error: None,
-            retriable: None,
+            failure: None,
         }
     }
 
@@ -81,9 +90,7 @@ impl RecordResult {
                 partition: Some(partition),
                 offset,
                 timestamp: Some(timestamp),
-                error_code: None,
-                error: None,
-                retriable: None,
+                failure: None,
             } => Some((*partition, *offset, *timestamp)),
             _ => None,
         }
@@ -100,10 +107,27 @@ impl RecordResult {
             partition,
             offset: -1,
             timestamp: None,
-            error_code: Some(code.to_string()),
-            error: Some(message),
-            retriable: Some(retriable),
+            failure: Some(Box::new(RecordFailure {
+                error_code: code.to_string(),
+                error: message,
+                retriable,
+            })),
         }
+    }
+}
+
+impl Serialize for RecordResult {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let failure = self.failure.as_deref();
+        let mut entry = serializer.serialize_struct("RecordResult", 6)?;
+        entry.serialize_field("partition", &self.partition)?;
+        entry.serialize_field("offset", &self.offset)?;
+        entry.serialize_field("timestamp", &self.timestamp)?;
+        entry.serialize_field("error_code", &failure.map(|f| &f.error_code))?;
+        entry.serialize_field("error", &failure.map(|f| &f.error))?;
+        entry.serialize_field("retriable", &failure.map(|f| f.retriable))?;
+        entry.end()
     }
 }
 
@@ -257,8 +281,8 @@ impl StatusActor {
         }
     }
 
-    /// Bounds the per-record results finished requests may hold (each ~100 bytes): past it
-    /// the oldest finished requests are forgotten early.
+    /// Bounds the per-record results finished requests may hold (40 bytes each, more with a
+    /// failure's text): past it the oldest finished requests are forgotten early.
     pub fn with_max_finished_records(mut self, max: usize) -> Self {
         self.max_finished_records = max;
         self
@@ -504,6 +528,27 @@ impl StatusShards {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_result_is_written_with_all_six_fields_and_stays_small() {
+        assert_eq!(
+            serde_json::to_string(&RecordResult::ok(2, 42, 1_732_838_400_000)).unwrap(),
+            r#"{"partition":2,"offset":42,"timestamp":1732838400000,"error_code":null,"error":null,"retriable":null}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&RecordResult::failed(
+                None,
+                "invalid_value",
+                "records[1].value: expected a base64 string".into(),
+                false
+            ))
+            .unwrap(),
+            r#"{"partition":null,"offset":-1,"timestamp":null,"error_code":"invalid_value","error":"records[1].value: expected a base64 string","retriable":false}"#
+        );
+        // Finished async requests hold one per record for their TTL; max_finished_records'
+        // documented memory bound assumes this size.
+        assert_eq!(std::mem::size_of::<RecordResult>(), 40);
+    }
 
     fn register(actor: &mut StatusActor, id: &str) {
         actor.register(Register {
