@@ -89,7 +89,7 @@ impl LocalBackend {
             .ok_or_else(|| BackendError::TopicNotFound(topic.name.to_string()))?;
         let acks = producer()
             .send(Produce {
-                topic: live,
+                topic: Arc::clone(&live),
                 batches,
             })
             .await
@@ -100,9 +100,26 @@ impl LocalBackend {
                 ack.map(|a| BatchOutcome::Appended {
                     base_offset: a.base_offset,
                 })
-                .map_err(BackendError::from)
+                .map_err(|e| self.log_error(&live, e))
             })
             .collect())
+    }
+
+    /// A partition that answers "shut down" was stopped either by the broker's shutdown (503:
+    /// try again elsewhere or later) or by its topic's deletion while the request was in
+    /// flight, which is the client's 404: that topic no longer exists, even if one of the
+    /// same name was created since.
+    fn log_error(&self, live: &Arc<Topic>, error: LogError) -> BackendError {
+        let deleted = || {
+            !self
+                .registry
+                .get(live.name.as_str())
+                .is_some_and(|now| Arc::ptr_eq(&now, live))
+        };
+        match error {
+            LogError::ShutDown if deleted() => BackendError::TopicNotFound(live.name.to_string()),
+            error => BackendError::from(error),
+        }
     }
 
     pub async fn read(
@@ -133,7 +150,8 @@ impl LocalBackend {
                     max_bytes: READ_CHUNK_BYTES,
                 })
                 .await
-                .map_err(|_| BackendError::Log(LogError::ShutDown))??;
+                .unwrap_or(Err(LogError::ShutDown))
+                .map_err(|e| self.log_error(&live, e))?;
             if bytes.is_empty() {
                 break;
             }
@@ -206,5 +224,60 @@ fn corrupt(topic: &str, partition: PartitionId, e: record_batch::BatchError) -> 
         code: "corrupt_record",
         message: format!("{topic}-{partition}: stored batch does not decode: {e}"),
         retriable: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rill_actors::producer;
+    use rill_actors::topics::BrokerOptions;
+
+    use super::*;
+
+    #[actix_rt::test]
+    async fn an_append_that_meets_its_topics_deletion_is_topic_not_found_not_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = TopicName::new("doomed").unwrap();
+        let declared = vec![(name.clone(), TopicConfig::default())];
+        let registry =
+            Arc::new(TopicRegistry::open(BrokerOptions::new(dir.path()), declared).unwrap());
+        let backend = LocalBackend::new(Arc::clone(&registry));
+        // What a produce request holds once it has looked the topic up.
+        let live = registry.get("doomed").unwrap();
+        // While the topic stands, a partition that is shut down means the broker is stopping.
+        assert!(matches!(
+            backend.log_error(&live, LogError::ShutDown),
+            BackendError::Log(LogError::ShutDown)
+        ));
+
+        registry.delete("doomed").await.unwrap();
+        // The request's append reaches the stopped partition actor...
+        let acks = producer::produce(Produce {
+            topic: Arc::clone(&live),
+            batches: vec![PartitionBatch {
+                partition: 0,
+                batch: Vec::new(),
+                tag: None,
+            }],
+        })
+        .await;
+        let error = acks.into_iter().next().unwrap().unwrap_err();
+        // ...and the client hears that the topic is gone.
+        assert!(matches!(
+            backend.log_error(&live, error),
+            BackendError::TopicNotFound(topic) if topic == "doomed"
+        ));
+
+        // A topic created since under the same name is not the one the request wrote to.
+        registry.create(name, TopicConfig::default()).await.unwrap();
+        assert!(matches!(
+            backend.log_error(&live, LogError::ShutDown),
+            BackendError::TopicNotFound(_)
+        ));
+        // Other log errors pass through as they are.
+        assert!(matches!(
+            backend.log_error(&live, LogError::FailStopped { reason: "x".into() }),
+            BackendError::Log(LogError::FailStopped { .. })
+        ));
     }
 }
