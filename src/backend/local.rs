@@ -100,7 +100,7 @@ impl LocalBackend {
                 ack.map(|a| BatchOutcome::Appended {
                     base_offset: a.base_offset,
                 })
-                .map_err(|e| self.log_error(&live, e))
+                .map_err(|e| self.partition_error(&live, e))
             })
             .collect())
     }
@@ -109,7 +109,7 @@ impl LocalBackend {
     /// try again elsewhere or later) or by its topic's deletion while the request was in
     /// flight, which is the client's 404: that topic no longer exists, even if one of the
     /// same name was created since.
-    fn log_error(&self, live: &Arc<Topic>, error: LogError) -> BackendError {
+    fn partition_error(&self, live: &Arc<Topic>, error: LogError) -> BackendError {
         let deleted = || {
             !self
                 .registry
@@ -151,7 +151,7 @@ impl LocalBackend {
                 })
                 .await
                 .unwrap_or(Err(LogError::ShutDown))
-                .map_err(|e| self.log_error(&live, e))?;
+                .map_err(|e| self.partition_error(&live, e))?;
             if bytes.is_empty() {
                 break;
             }
@@ -246,7 +246,7 @@ mod tests {
         let live = registry.get("doomed").unwrap();
         // While the topic stands, a partition that is shut down means the broker is stopping.
         assert!(matches!(
-            backend.log_error(&live, LogError::ShutDown),
+            backend.partition_error(&live, LogError::ShutDown),
             BackendError::Log(LogError::ShutDown)
         ));
 
@@ -264,19 +264,19 @@ mod tests {
         let error = acks.into_iter().next().unwrap().unwrap_err();
         // ...and the client hears that the topic is gone.
         assert!(matches!(
-            backend.log_error(&live, error),
+            backend.partition_error(&live, error),
             BackendError::TopicNotFound(topic) if topic == "doomed"
         ));
 
         // A topic created since under the same name is not the one the request wrote to.
         registry.create(name, TopicConfig::default()).await.unwrap();
         assert!(matches!(
-            backend.log_error(&live, LogError::ShutDown),
+            backend.partition_error(&live, LogError::ShutDown),
             BackendError::TopicNotFound(_)
         ));
         // Other log errors pass through as they are.
         assert!(matches!(
-            backend.log_error(&live, LogError::FailStopped { reason: "x".into() }),
+            backend.partition_error(&live, LogError::FailStopped { reason: "x".into() }),
             BackendError::Log(LogError::FailStopped { .. })
         ));
     }
