@@ -122,6 +122,28 @@ impl LocalBackend {
         }
     }
 
+    /// A topic's partitions with their offsets and sizes, asked of its partition actors.
+    async fn describe_live(&self, topic: &Arc<Topic>) -> Result<TopicDescription, BackendError> {
+        let stats = topic
+            .stats()
+            .await
+            .map_err(|e| self.partition_error(topic, e))?;
+        Ok(TopicDescription {
+            meta: meta(topic),
+            partitions: stats
+                .iter()
+                .enumerate()
+                .map(|(p, s)| PartitionInfo {
+                    partition: p as PartitionId,
+                    start_offset: s.start_offset,
+                    end_offset: s.end_offset,
+                    bytes: Some(s.bytes),
+                })
+                .collect(),
+            config: topic.config.clone(),
+        })
+    }
+
     pub async fn read(
         &self,
         topic: &str,
@@ -179,7 +201,7 @@ impl LocalBackend {
             .registry
             .get(name)
             .ok_or_else(|| BackendError::TopicNotFound(name.to_string()))?;
-        describe(&topic).await
+        self.describe_live(&topic).await
     }
 
     pub async fn create(
@@ -188,7 +210,7 @@ impl LocalBackend {
         config: TopicConfig,
     ) -> Result<TopicDescription, BackendError> {
         let topic = self.registry.create(name, config).await?;
-        describe(&topic).await
+        self.describe_live(&topic).await
     }
 
     pub async fn delete(&self, name: &str) -> Result<(), BackendError> {
@@ -198,24 +220,6 @@ impl LocalBackend {
     pub async fn shutdown(&self) {
         self.registry.shutdown().await;
     }
-}
-
-async fn describe(topic: &Topic) -> Result<TopicDescription, BackendError> {
-    let stats = topic.stats().await?;
-    Ok(TopicDescription {
-        meta: meta(topic),
-        partitions: stats
-            .iter()
-            .enumerate()
-            .map(|(p, s)| PartitionInfo {
-                partition: p as PartitionId,
-                start_offset: s.start_offset,
-                end_offset: s.end_offset,
-                bytes: Some(s.bytes),
-            })
-            .collect(),
-        config: topic.config.clone(),
-    })
 }
 
 /// A stored batch that does not decode: never served (the log already CRC-checked it).
@@ -235,7 +239,7 @@ mod tests {
     use super::*;
 
     #[actix_rt::test]
-    async fn an_append_that_meets_its_topics_deletion_is_topic_not_found_not_unavailable() {
+    async fn requests_that_meet_their_topics_deletion_are_topic_not_found_not_unavailable() {
         let dir = tempfile::tempdir().unwrap();
         let name = TopicName::new("doomed").unwrap();
         let declared = vec![(name.clone(), TopicConfig::default())];
@@ -266,6 +270,11 @@ mod tests {
         assert!(matches!(
             backend.partition_error(&live, error),
             BackendError::TopicNotFound(topic) if topic == "doomed"
+        ));
+        // So does a describe that looked the topic up before the deletion.
+        assert!(matches!(
+            backend.describe_live(&live).await,
+            Err(BackendError::TopicNotFound(_))
         ));
 
         // A topic created since under the same name is not the one the request wrote to.
