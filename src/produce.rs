@@ -356,13 +356,15 @@ impl ProduceSettings {
 
 /// Serializes every record, picks its partition and builds one batch per partition.
 /// Records that cannot be serialized or name a missing partition get an error result and
-/// stay out of the batches; the rest go on.
+/// stay out of the batches; the rest go on. `idempotent_producer` marks the batches of an
+/// idempotent request (see [`BatchBuilder::set_idempotent_producer`]).
 pub fn prepare(
     body: &ProduceBody<'_>,
     settings: &ProduceSettings,
     topic: &TopicMeta,
     round_robin: &RoundRobin,
     now_ms: i64,
+    idempotent_producer: Option<i64>,
 ) -> Result<PreparedProduce, ApiError> {
     let partitions = topic.partitions;
     let mut results: Vec<RecordResult> = Vec::with_capacity(body.records.len());
@@ -454,10 +456,11 @@ pub fn prepare(
         let timestamp = record.timestamp.unwrap_or(now_ms);
         let slot = match slot_of[partition as usize] {
             u32::MAX => {
-                builders.push((
-                    partition,
-                    BatchBuilder::with_capacity(settings.compression, batch_capacity),
-                ));
+                let mut builder = BatchBuilder::with_capacity(settings.compression, batch_capacity);
+                if let Some(producer_id) = idempotent_producer {
+                    builder.set_idempotent_producer(producer_id);
+                }
+                builders.push((partition, builder));
                 members.push(Vec::with_capacity(body.records.len()));
                 slot_of[partition as usize] = (builders.len() - 1) as u32;
                 builders.len() - 1

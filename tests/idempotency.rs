@@ -423,3 +423,87 @@ fn retrying_every_request_after_sigkill_mid_flight_stores_each_record_exactly_on
     assert_eq!(values.len(), total, "no record stored twice");
     assert_eq!(total, records, "every record of every request stored once");
 }
+
+/// The producerIds of the batches in `topic`-0's first segment, in order.
+fn stored_producer_ids(broker: &Broker, topic: &str) -> Vec<(i64, i16, i32)> {
+    let segment = broker
+        .data_dir
+        .join(format!("{topic}-0"))
+        .join(format!("{:020}.log", 0));
+    let bytes = std::fs::read(&segment).expect("segment file");
+    rill_actors::record_batch::batches(&bytes)
+        .map_while(Result::ok)
+        .map(|(header, _)| {
+            (
+                header.producer_id,
+                header.producer_epoch,
+                header.base_sequence,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn an_idempotent_requests_batches_carry_a_producer_id_and_others_do_not() {
+    let mut broker = spawn_broker(AUTH);
+    let one = json!({"records": [{"value": "a"}, {"value": "b"}]});
+    let plain = |broker: &Broker| {
+        let res = broker
+            .post("/api/topics/audit/produce")
+            .header("X-API-Key", "alpha")
+            .json(&one)
+            .send()
+            .expect("produce");
+        assert_eq!(res.status().as_u16(), 200);
+    };
+    plain(&broker);
+    let (status, answer) = produce(&broker, "alpha", "audit", "k-1", &one);
+    assert_eq!(status, 200, "{answer}");
+    plain(&broker);
+    broker.terminate(Duration::from_secs(10));
+    let ids = stored_producer_ids(&broker, "audit");
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert_eq!(ids[0], (-1, -1, -1));
+    assert!(ids[1].0 >= 0 && ids[1].1 == 0 && ids[1].2 == 0, "{ids:?}");
+    assert_eq!(ids[2], (-1, -1, -1));
+}
+
+#[test]
+fn a_batch_whose_journal_entry_a_crash_lost_is_cut_and_its_retry_appends_it_once() {
+    let mut broker = spawn_broker(AUTH);
+    let first = json!({"records": [{"value": "first"}]});
+    let second = json!({"records": [{"value": "second-a"}, {"value": "second-b"}]});
+    let (status, answer) = produce(&broker, "alpha", "audit", "k-first", &first);
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = produce(&broker, "alpha", "audit", "k-second", &second);
+    assert_eq!(status, 200, "{answer}");
+    broker.kill();
+    // A power cut that kept the second request's batch but not its journal entry, written
+    // before it and synced by the same flush (so the request was never answered): the
+    // journal keeps its opening mark and the first entry.
+    let journal = broker.data_dir.join("audit-0").join("idempotency.journal");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&journal)
+        .unwrap();
+    file.set_len(2 * 72).unwrap();
+    drop(file);
+
+    let broker = broker.restart();
+    assert_eq!(
+        end_offsets(&broker, "audit"),
+        vec![1],
+        "the orphaned batch was cut"
+    );
+    // The client, never answered, retries: the batch is appended once.
+    let (status, answer) = produce(&broker, "alpha", "audit", "k-second", &second);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["offsets"][0]["offset"], 1);
+    let (status, again) = produce(&broker, "alpha", "audit", "k-second", &second);
+    assert_eq!((status, &again), (200, &answer));
+    assert_eq!(end_offsets(&broker, "audit"), vec![3]);
+    // The first request, acknowledged, is still found by its key.
+    let (status, retried) = produce(&broker, "alpha", "audit", "k-first", &first);
+    assert_eq!(status, 200, "{retried}");
+    assert_eq!(retried["offsets"][0]["offset"], 0);
+}

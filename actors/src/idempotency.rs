@@ -4,6 +4,11 @@
 //! flush — so an acknowledged request's journal entry survives whatever the batch survives,
 //! and a retry after a crash finds the batch instead of appending it again.
 //!
+//! The batches themselves carry a mark (a producerId, [`IdempotencyTag::producer_id`]), so
+//! recovery can find a batch whose entry a crash lost, and cut it: such a batch was never
+//! acknowledged. Entries with no batch (record count 0, [`JournalEntry::mark`]) bound that
+//! search: the journal opens with one, and a long run of other batches gets one.
+//!
 //! File `idempotency.journal` in the partition directory: fixed 72-byte entries, each
 //!
 //! ```text
@@ -75,6 +80,15 @@ pub struct IdempotencyTag {
     pub created_ms: i64,
 }
 
+impl IdempotencyTag {
+    /// The producerId that marks this request's batches in the log: the key hash's first 8
+    /// bytes without the sign bit (so never Kafka's -1, and the same for every retry).
+    pub fn producer_id(&self) -> i64 {
+        let first: [u8; 8] = self.key_hash[..8].try_into().expect("8 bytes");
+        i64::from_be_bytes(first) & i64::MAX
+    }
+}
+
 /// One batch of an idempotent request: its tag and where it landed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct JournalEntry {
@@ -84,6 +98,32 @@ pub struct JournalEntry {
 }
 
 impl JournalEntry {
+    /// A mark: an entry without a batch (record count 0) at the log end offset. It tells
+    /// recovery that every marked batch below `log_end` has its entry before the mark, so the
+    /// search for a marked batch whose entry was lost starts there (see [`JournalLoad`]).
+    pub fn mark(log_end: Offset) -> Self {
+        Self {
+            tag: IdempotencyTag {
+                key_hash: [0; 16],
+                body_digest: [0; 16],
+                digest_kind: DigestKind::Xxh3,
+                request_id: [0; 16],
+                created_ms: 0,
+            },
+            base_offset: log_end,
+            record_count: 0,
+        }
+    }
+
+    pub fn is_mark(&self) -> bool {
+        self.record_count == 0
+    }
+
+    /// The offset after this entry's batch (a mark's own offset).
+    pub fn end_offset(&self) -> Offset {
+        self.base_offset + Offset::from(self.record_count)
+    }
+
     pub fn encode(&self) -> [u8; ENTRY_BYTES] {
         let mut out = [0u8; ENTRY_BYTES];
         out[4..20].copy_from_slice(&self.tag.key_hash);
@@ -141,10 +181,25 @@ pub struct Liveness {
 
 impl Liveness {
     fn keeps(&self, entry: &JournalEntry) -> bool {
-        entry.tag.created_ms >= self.oldest_ms
+        !entry.is_mark()
+            && entry.tag.created_ms >= self.oldest_ms
             && entry.base_offset >= self.log_start
             && entry.base_offset < self.log_end
     }
+}
+
+/// What [`IdempotencyJournal::load`] found.
+#[derive(Debug)]
+pub struct JournalLoad {
+    /// The journal open for appends; `None` if the partition has none yet.
+    pub journal: Option<IdempotencyJournal>,
+    /// The entries the log still vouches for, in offset order (no marks).
+    pub entries: Vec<JournalEntry>,
+    /// Where recovery must look for marked batches whose entries were lost: every marked
+    /// batch from here on has no entry (an entry is written before its batch, and the
+    /// journal's valid entries are a prefix). `None` without a journal: it is created, and
+    /// made durable, before the partition's first marked batch is written.
+    pub orphans_from: Option<Offset>,
 }
 
 /// A partition's open journal file.
@@ -158,30 +213,48 @@ pub struct IdempotencyJournal {
 }
 
 impl IdempotencyJournal {
-    /// Reads the journal in `dir` (if any) and returns the entries `live` keeps, plus the
-    /// journal open for appends (`None` if there is no file yet: it is created by the first
-    /// idempotent append). Cuts a torn tail; rewrites the file when most of it is dead.
-    pub fn load(dir: &Path, live: Liveness) -> Result<(Option<Self>, Vec<JournalEntry>), LogError> {
+    /// Reads the journal in `dir` (if any): the entries `live` keeps, the journal open for
+    /// appends, and where recovery's search for orphaned marked batches starts. Cuts a torn
+    /// tail. Entries past the log end (their batches were cut by recovery) are removed from
+    /// the file, so that they never stand in for the entries of batches that take their
+    /// offsets later; the file is rewritten then, and when most of it is dead.
+    pub fn load(dir: &Path, live: Liveness) -> Result<JournalLoad, LogError> {
         let path = naming::idempotency_journal_file(dir);
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok((None, Vec::new())),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Ok(JournalLoad {
+                    journal: None,
+                    entries: Vec::new(),
+                    orphans_from: None,
+                })
+            }
             Err(e) => return Err(LogError::io("reading idempotency journal", path, e)),
         };
-        let mut total = 0;
-        let mut kept = Vec::new();
-        for chunk in bytes.chunks(ENTRY_BYTES) {
-            let Some(entry) = JournalEntry::decode(chunk) else {
-                break;
-            };
-            total += 1;
-            if live.keeps(&entry) {
-                kept.push(entry);
+        let valid: Vec<JournalEntry> = bytes
+            .chunks(ENTRY_BYTES)
+            .map_while(JournalEntry::decode)
+            .collect();
+        let fresh: Vec<JournalEntry> = valid
+            .iter()
+            .filter(|e| e.end_offset() <= live.log_end)
+            .copied()
+            .collect();
+        // No valid entry at all (a journal from before marks, or damaged): the whole log.
+        let orphans_from = fresh
+            .last()
+            .map_or(live.log_start, JournalEntry::end_offset);
+        let kept: Vec<JournalEntry> = fresh.iter().filter(|e| live.keeps(e)).copied().collect();
+        let valid_len = (valid.len() * ENTRY_BYTES) as u64;
+        let journal = if fresh.len() < valid.len() || kept.len() * 2 < valid.len() {
+            if fresh.len() < valid.len() {
+                log::warn!(
+                    "{}: dropped {} entries whose batches recovery cut",
+                    path.display(),
+                    valid.len() - fresh.len()
+                );
             }
-        }
-        let valid_len = (total * ENTRY_BYTES) as u64;
-        let journal = if kept.len() * 2 < total {
-            Self::rewrite(&path, &kept)?
+            Self::rewrite(&path, &kept, orphans_from)?
         } else {
             let file = OpenOptions::new()
                 .read(true)
@@ -210,36 +283,34 @@ impl IdempotencyJournal {
                 reserved_to: valid_len,
             }
         };
-        Ok((Some(journal), kept))
-    }
-
-    /// Creates the journal file of `dir` (empty). The directory must be fsynced afterwards.
-    pub fn create(dir: &Path) -> Result<Self, LogError> {
-        let path = naming::idempotency_journal_file(dir);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .map_err(|e| LogError::io("creating idempotency journal", &path, e))?;
-        Ok(Self {
-            path,
-            file: Arc::new(file),
-            len: 0,
-            reserved_to: 0,
+        Ok(JournalLoad {
+            journal: Some(journal),
+            entries: kept,
+            orphans_from: Some(orphans_from),
         })
     }
 
-    /// Replaces the file with just `entries`, atomically.
-    fn rewrite(path: &Path, entries: &[JournalEntry]) -> Result<Self, LogError> {
+    /// Creates the journal of `dir` holding one mark at `log_end`, durably (temporary file,
+    /// fsync, rename, directory fsync), before the partition's first marked batch: so a
+    /// partition without a journal file has no marked batch, and recovery need not search
+    /// one without a bound. Once per partition.
+    pub fn create(dir: &Path, log_end: Offset) -> Result<Self, LogError> {
+        Self::rewrite(&naming::idempotency_journal_file(dir), &[], log_end)
+    }
+
+    /// Replaces the file with `entries` and a mark at `bound` after them (unless the last
+    /// entry ends there), atomically.
+    fn rewrite(path: &Path, entries: &[JournalEntry], bound: Offset) -> Result<Self, LogError> {
         let tmp = path.with_extension(format!("journal{}", naming::TMP_SUFFIX));
+        let mut bytes = Vec::with_capacity((entries.len() + 1) * ENTRY_BYTES);
+        for entry in entries {
+            bytes.extend_from_slice(&entry.encode());
+        }
+        if entries.last().map(JournalEntry::end_offset) != Some(bound) {
+            bytes.extend_from_slice(&JournalEntry::mark(bound).encode());
+        }
         let write = || -> std::io::Result<File> {
             let mut file = File::create(&tmp)?;
-            let mut bytes = Vec::with_capacity(entries.len() * ENTRY_BYTES);
-            for entry in entries {
-                bytes.extend_from_slice(&entry.encode());
-            }
             file.write_all(&bytes)?;
             file.sync_data()?;
             std::fs::rename(&tmp, path)?;
@@ -248,8 +319,8 @@ impl IdempotencyJournal {
             }
             OpenOptions::new().read(true).write(true).open(path)
         };
-        let file = write().map_err(|e| LogError::io("rewriting idempotency journal", path, e))?;
-        let len = (entries.len() * ENTRY_BYTES) as u64;
+        let file = write().map_err(|e| LogError::io("writing idempotency journal", path, e))?;
+        let len = bytes.len() as u64;
         Ok(Self {
             path: path.to_path_buf(),
             file: Arc::new(file),
@@ -379,14 +450,42 @@ mod tests {
         }
     }
 
+    fn live(log_start: Offset, log_end: Offset, oldest_ms: i64) -> Liveness {
+        Liveness {
+            log_start,
+            log_end,
+            oldest_ms,
+        }
+    }
+
+    fn file_len(dir: &Path) -> u64 {
+        std::fs::metadata(naming::idempotency_journal_file(dir))
+            .unwrap()
+            .len()
+    }
+
     #[test]
-    fn load_cuts_a_torn_tail_and_drops_what_the_log_no_longer_holds() {
+    fn a_new_journal_is_one_mark_at_the_log_end() {
         let dir = tempfile::tempdir().unwrap();
-        let mut journal = IdempotencyJournal::create(dir.path()).unwrap();
-        // Old (out of the window), retained-away, live, live, cut by recovery.
+        let journal = IdempotencyJournal::create(dir.path(), 42).unwrap();
+        drop(journal);
+        let bytes = std::fs::read(naming::idempotency_journal_file(dir.path())).unwrap();
+        let mark = JournalEntry::decode(&bytes).expect("one whole entry");
+        assert!(mark.is_mark());
+        assert_eq!((mark.base_offset, mark.end_offset()), (42, 42));
+        let load = IdempotencyJournal::load(dir.path(), live(0, 50, 0)).unwrap();
+        assert!(load.entries.is_empty(), "a mark is not a request's entry");
+        assert_eq!(load.orphans_from, Some(42));
+    }
+
+    #[test]
+    fn load_cuts_a_torn_tail_and_entries_past_the_log_end_and_drops_dead_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = IdempotencyJournal::create(dir.path(), 5).unwrap();
+        // Retained away, out of the window, live, live, its batch cut by recovery.
         for e in [
-            entry(1, 20, 10),
             entry(2, 5, 1000),
+            entry(1, 17, 10),
             entry(3, 20, 1000),
             entry(4, 23, 1000),
             entry(5, 26, 1000),
@@ -399,41 +498,76 @@ mod tests {
         file.write_all(&entry(6, 29, 1000).encode()[..30]).unwrap();
         drop(file);
 
-        let live = Liveness {
-            log_start: 10,
-            log_end: 26,
-            oldest_ms: 500,
-        };
-        let (journal, kept) = IdempotencyJournal::load(dir.path(), live).unwrap();
-        assert_eq!(kept, vec![entry(3, 20, 1000), entry(4, 23, 1000)]);
-        // 2 kept of 5 whole entries: rewritten with just those.
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().len(),
-            2 * ENTRY_BYTES as u64
-        );
-        let mut journal = journal.unwrap();
+        let load = IdempotencyJournal::load(dir.path(), live(10, 26, 500)).unwrap();
+        assert_eq!(load.entries, vec![entry(3, 20, 1000), entry(4, 23, 1000)]);
+        // Recovery looks for orphans after the last entry whose batch is still there.
+        assert_eq!(load.orphans_from, Some(26));
+        // Rewritten with the live entries; the last one ends at the bound, so no mark.
+        assert_eq!(file_len(dir.path()), 2 * ENTRY_BYTES as u64);
+
+        // The entry cut at 26 is gone from the file, so a new batch at 26 gets its own.
+        let mut journal = load.journal.unwrap();
         journal.append(&entry(7, 26, 2000)).unwrap();
-        let (_, kept) = IdempotencyJournal::load(
-            dir.path(),
-            Liveness {
-                log_end: 29,
-                ..live
-            },
-        )
-        .unwrap();
-        assert_eq!(kept.len(), 3);
-        assert_eq!(kept[2], entry(7, 26, 2000));
+        drop(journal);
+        let load = IdempotencyJournal::load(dir.path(), live(10, 29, 500)).unwrap();
+        assert_eq!(load.entries.len(), 3);
+        assert_eq!(load.entries[2], entry(7, 26, 2000));
+        assert_eq!(load.orphans_from, Some(29));
     }
 
     #[test]
-    fn a_missing_journal_is_no_entries() {
+    fn a_rewrite_keeps_the_bound_as_a_mark_when_its_last_entry_is_dead() {
         let dir = tempfile::tempdir().unwrap();
-        let live = Liveness {
-            log_start: 0,
-            log_end: 0,
-            oldest_ms: 0,
-        };
-        let (journal, kept) = IdempotencyJournal::load(dir.path(), live).unwrap();
-        assert!(journal.is_none() && kept.is_empty());
+        let mut journal = IdempotencyJournal::create(dir.path(), 0).unwrap();
+        for e in [
+            entry(1, 0, 10),
+            entry(2, 3, 10),
+            entry(3, 6, 1000),
+            entry(4, 9, 10),
+        ] {
+            journal.append(&e).unwrap();
+        }
+        drop(journal);
+        let load = IdempotencyJournal::load(dir.path(), live(0, 12, 500)).unwrap();
+        assert_eq!(load.entries, vec![entry(3, 6, 1000)]);
+        assert_eq!(load.orphans_from, Some(12));
+        assert_eq!(
+            file_len(dir.path()),
+            2 * ENTRY_BYTES as u64,
+            "entry 3 and a mark"
+        );
+        let load = IdempotencyJournal::load(dir.path(), live(0, 12, 500)).unwrap();
+        assert_eq!(load.entries, vec![entry(3, 6, 1000)]);
+        assert_eq!(
+            load.orphans_from,
+            Some(12),
+            "the mark still bounds the search"
+        );
+    }
+
+    #[test]
+    fn a_journal_without_a_valid_entry_sends_the_search_to_the_log_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = naming::idempotency_journal_file(dir.path());
+        std::fs::write(&path, [0x5a; ENTRY_BYTES + 10]).unwrap();
+        let load = IdempotencyJournal::load(dir.path(), live(7, 30, 0)).unwrap();
+        assert!(load.entries.is_empty());
+        assert_eq!(load.orphans_from, Some(7));
+    }
+
+    #[test]
+    fn a_missing_journal_is_no_entries_and_no_search() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = IdempotencyJournal::load(dir.path(), live(0, 0, 0)).unwrap();
+        assert!(load.journal.is_none() && load.entries.is_empty());
+        assert_eq!(load.orphans_from, None);
+    }
+
+    #[test]
+    fn a_tags_producer_id_is_its_key_hash_without_the_sign_bit() {
+        let mut t = entry(0xff, 0, 0).tag;
+        assert_eq!(t.producer_id(), i64::MAX);
+        t.key_hash[0] = 0x01;
+        assert_eq!(t.producer_id(), 0x01ff_ffff_ffff_ffff);
     }
 }

@@ -21,6 +21,11 @@ use crate::record_batch::{self, BatchHeader};
 use crate::segment::{self, AppendedBatch, Preallocation, Segment};
 use crate::types::{LogConfig, Offset};
 
+/// How much a log may grow without an idempotent batch before its journal (if it has one)
+/// gets a mark: recovery then reads at most about this many bytes of batch headers looking
+/// for marked batches whose entries were lost.
+pub const MARK_INTERVAL_BYTES: u64 = 64 << 20;
+
 #[derive(Debug)]
 pub struct PartitionLog {
     dir: PathBuf,
@@ -37,6 +42,9 @@ pub struct PartitionLog {
     journal: Option<IdempotencyJournal>,
     /// Whether the journal was written since the last flush.
     journal_unsynced: bool,
+    /// Bytes appended since the journal's last entry or mark: past [`MARK_INTERVAL_BYTES`]
+    /// a flush writes a mark, which bounds recovery's search for orphaned batches.
+    bytes_since_journal_bound: u64,
     /// `[storage] preallocate_bytes`: how far ahead of its end the active segment's space is
     /// reserved, in steps of this size; 0 = never.
     preallocate_step: u64,
@@ -232,21 +240,50 @@ impl PartitionLog {
             reserve: None,
             journal: None,
             journal_unsynced: false,
+            bytes_since_journal_bound: 0,
             preallocate_step: 0,
         })
     }
 
     /// Reads the idempotency journal (if any) and returns the entries whose batches the log
     /// still holds, created at or after `oldest_ms`. Call once, after [`PartitionLog::open`].
+    ///
+    /// Then cuts the log before the first marked batch (an idempotent request's) whose entry
+    /// the journal lost: the journal's entry and its batch become durable by the same flush,
+    /// so such a batch was never acknowledged, nor was anything after it; kept, a retry of
+    /// its request would append it a second time.
     pub fn load_idempotency(&mut self, oldest_ms: i64) -> Result<Vec<JournalEntry>, LogError> {
         let live = Liveness {
             log_start: self.start_offset(),
             log_end: self.end_offset(),
             oldest_ms,
         };
-        let (journal, entries) = IdempotencyJournal::load(&self.dir, live)?;
-        self.journal = journal;
-        Ok(entries)
+        let load = IdempotencyJournal::load(&self.dir, live)?;
+        self.journal = load.journal;
+        if let Some(from) = load.orphans_from {
+            if let Some(orphan) = self.first_marked_batch(from)? {
+                log::warn!(
+                    "{}: cut the log at offset {orphan} (was {}): an idempotent request's batch whose journal entry was lost in a crash (never acknowledged)",
+                    self.dir.display(),
+                    self.end_offset()
+                );
+                self.truncate_to(orphan)?;
+            }
+        }
+        Ok(load.entries)
+    }
+
+    /// The base offset of the first batch at or after `from` that carries an idempotent
+    /// request's mark (a producerId).
+    fn first_marked_batch(&mut self, from: Offset) -> Result<Option<Offset>, LogError> {
+        let from = from.max(self.start_offset());
+        let first = self.segments.partition_point(|s| s.next_offset() <= from);
+        for segment in &mut self.segments[first..] {
+            if let Some(found) = segment.first_marked_batch(from)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
     }
 
     /// Keeps the active segment's file up to two `step`s past its end (see [`Segment`]),
@@ -327,6 +364,13 @@ impl PartitionLog {
                 "batch length does not match the buffer".into(),
             )));
         }
+        // Recovery cuts a marked batch it finds no entry for: a mark without an entry would
+        // be an acknowledged batch lost at the next start.
+        if (header.producer_id != record_batch::NO_PRODUCER_ID) != tag.is_some() {
+            return Err(LogError::InvalidBatch(record_batch::BatchError::Malformed(
+                "a batch carries a producerId if and only if it is an idempotent request's".into(),
+            )));
+        }
         if batch.len() as u64 > self.config.segment_bytes {
             return Err(LogError::BatchTooLarge {
                 size: batch.len(),
@@ -369,16 +413,20 @@ impl PartitionLog {
         if self.unsynced.last() != Some(&active_base) {
             self.unsynced.push(active_base);
         }
+        self.bytes_since_journal_bound = if tag.is_some() {
+            0
+        } else {
+            self.bytes_since_journal_bound + batch.len() as u64
+        };
         Ok(appended)
     }
 
     fn journal_append(&mut self, entry: JournalEntry) -> Result<(), LogError> {
         let journal = match &mut self.journal {
             Some(journal) => journal,
-            None => {
-                self.dir_unsynced = true;
-                self.journal.insert(IdempotencyJournal::create(&self.dir)?)
-            }
+            None => self
+                .journal
+                .insert(IdempotencyJournal::create(&self.dir, entry.base_offset)?),
         };
         journal.append(&entry)?;
         self.journal_unsynced = true;
@@ -474,6 +522,14 @@ impl PartitionLog {
                     files.push(index);
                 }
             }
+        }
+        if self.bytes_since_journal_bound >= MARK_INTERVAL_BYTES {
+            let log_end = self.end_offset();
+            if let Some(journal) = &mut self.journal {
+                journal.append(&JournalEntry::mark(log_end))?;
+                self.journal_unsynced = true;
+            }
+            self.bytes_since_journal_bound = 0;
         }
         if std::mem::take(&mut self.journal_unsynced) {
             if let Some(journal) = &mut self.journal {

@@ -279,7 +279,8 @@ pub struct RecordHeader<'a> {
 /// Builds one batch from records; reuses its buffers across batches (call `clear`/reuse).
 ///
 /// The batch is what a Kafka Java producer without idempotence writes: CreateTime timestamps,
-/// not transactional, producerId/epoch/baseSequence -1, and partitionLeaderEpoch -1
+/// not transactional, producerId/epoch/baseSequence -1 (an idempotent request's batches are
+/// marked instead: [`BatchBuilder::set_idempotent_producer`]), and partitionLeaderEpoch -1
 /// (`NO_PARTITION_LEADER_EPOCH`). A Kafka broker would stamp its leader epoch on append; rill
 /// has no leader elections, and -1 tells consumers to skip epoch-based truncation detection,
 /// which is right for a single node. Base offset is 0 until the log stamps it.
@@ -294,6 +295,9 @@ pub struct BatchBuilder {
     count: usize,
     base_timestamp: i64,
     max_timestamp: i64,
+    /// The producerId written into the header: [`NO_PRODUCER_ID`], or the mark of a batch
+    /// of an idempotent request ([`BatchBuilder::set_idempotent_producer`]).
+    producer_id: i64,
 }
 
 /// A finished batch with base offset 0, ready for [`stamp_base_offset`] and the log.
@@ -321,7 +325,18 @@ impl BatchBuilder {
             count: 0,
             base_timestamp: -1,
             max_timestamp: -1,
+            producer_id: NO_PRODUCER_ID,
         }
+    }
+
+    /// Marks the batches this builder finishes as an idempotent request's: producerId
+    /// `producer_id` (non-negative), epoch 0, base sequence 0, as a Kafka idempotent producer's
+    /// first batch. The log refuses a marked batch without a journal entry and an entry
+    /// without a marked batch, and recovery cuts a marked batch whose entry was lost
+    /// (docs/FORMAT.md, "Idempotency journal").
+    pub fn set_idempotent_producer(&mut self, producer_id: i64) {
+        debug_assert!(producer_id >= 0);
+        self.producer_id = producer_id;
     }
 
     /// The codec [`BatchBuilder::finish`] applies.
@@ -442,9 +457,17 @@ impl BatchBuilder {
             last_offset_delta: record_count - 1,
             base_timestamp: self.base_timestamp,
             max_timestamp: self.max_timestamp,
-            producer_id: NO_PRODUCER_ID,
-            producer_epoch: NO_PRODUCER_EPOCH,
-            base_sequence: NO_SEQUENCE,
+            producer_id: self.producer_id,
+            producer_epoch: if self.producer_id == NO_PRODUCER_ID {
+                NO_PRODUCER_EPOCH
+            } else {
+                0
+            },
+            base_sequence: if self.producer_id == NO_PRODUCER_ID {
+                NO_SEQUENCE
+            } else {
+                0
+            },
             record_count,
         };
         bytes[..BATCH_HEADER_LEN].copy_from_slice(&header.to_bytes());

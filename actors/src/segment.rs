@@ -408,6 +408,22 @@ impl Segment {
         Ok(())
     }
 
+    /// The base offset of the first batch at or after `from` that carries a producerId (an
+    /// idempotent request's mark). Reads only batch headers.
+    pub fn first_marked_batch(&mut self, from: Offset) -> Result<Option<Offset>, LogError> {
+        let (_, start) = self.index.lookup(from);
+        let bytes = self.committed_from(start)?;
+        let mut at = 0usize;
+        while at < bytes.len() {
+            let header = BatchHeader::parse(&bytes[at..]).map_err(LogError::InvalidBatch)?;
+            if header.base_offset >= from && header.producer_id != record_batch::NO_PRODUCER_ID {
+                return Ok(Some(header.base_offset));
+            }
+            at += header.total_len();
+        }
+        Ok(None)
+    }
+
     /// Cuts the segment so that it ends before the batch holding `offset`. Returns the new
     /// next offset (batches are never split: a batch straddling `offset` is removed whole).
     pub fn truncate_to(&mut self, offset: Offset) -> Result<Offset, LogError> {

@@ -1,5 +1,5 @@
-//! The order a flush syncs its files in: the idempotency journal first, then the directory
-//! (which holds a new journal's name), then the segments — so a crash between two fsyncs never
+//! The order a flush syncs its files in: the idempotency journal first, then the directory,
+//! then the segments — so a crash between two fsyncs never
 //! leaves a synced idempotent batch without its journal entry (a retry of its unacknowledged
 //! request would then append it a second time). `SyncTargets::sync` syncs `journal`, then
 //! `dir`, then `files`; these tests hold that the journal is handed to it as `journal`.
@@ -8,7 +8,7 @@ mod common;
 
 use std::os::unix::fs::MetadataExt;
 
-use common::{batch, small_config};
+use common::{batch, idempotent_batch, small_config};
 use rill_actors::compression::Compression;
 use rill_actors::idempotency::{DigestKind, IdempotencyTag};
 use rill_actors::log::{PartitionLog, SyncTargets};
@@ -42,7 +42,7 @@ fn a_flush_syncs_the_journal_and_its_directory_before_the_segments() {
     log.load_idempotency(0).unwrap();
     for n in 0..6 {
         log.append_tagged(
-            &mut batch(n.into(), 4, 100, Compression::None),
+            &mut idempotent_batch(n.into(), 4, 100, tag(n).producer_id()),
             Some(&tag(n)),
         )
         .unwrap();
@@ -54,10 +54,7 @@ fn a_flush_syncs_the_journal_and_its_directory_before_the_segments() {
 
     let targets = log.take_unsynced().unwrap();
     assert_eq!(targets.journal.as_deref().map(inode), Some(journal));
-    assert!(
-        targets.dir.is_some(),
-        "the new journal's name is synced too"
-    );
+    assert!(targets.dir.is_some(), "the rolled segments' names too");
     let later = later_files(&targets);
     assert!(later.len() > 1, "segments and a sealed index: {later:?}");
     assert!(

@@ -7,7 +7,7 @@ mod common;
 
 use std::os::unix::fs::FileExt;
 
-use common::{batch, read_all, segment_files, small_config};
+use common::{batch, idempotent_batch, read_all, segment_files, small_config};
 use rill_actors::compression::Compression;
 use rill_actors::idempotency::{DigestKind, IdempotencyTag, ENTRY_BYTES, JOURNAL_STEP};
 use rill_actors::log::PartitionLog;
@@ -206,8 +206,11 @@ fn journaled_log(dir: &std::path::Path, step: u64, entries: u64, flush_every: u6
     log.set_preallocation(step);
     log.load_idempotency(0).unwrap();
     for n in 0..entries {
-        log.append_tagged(&mut batch(n, 1, 40, Compression::None), Some(&tag(n)))
-            .unwrap();
+        log.append_tagged(
+            &mut idempotent_batch(n, 1, 40, tag(n).producer_id()),
+            Some(&tag(n)),
+        )
+        .unwrap();
         if (n + 1) % flush_every == 0 {
             log.take_unsynced().unwrap().sync().unwrap();
         }
@@ -224,7 +227,8 @@ fn the_journal_keeps_one_to_two_steps_reserved_and_a_shutdown_cuts_them() {
     // Past one step, so the reserve has grown at least once after the first.
     let entries = JOURNAL_STEP / ENTRY_BYTES as u64 + 100;
     let mut log = journaled_log(&path, STEP, entries, 50);
-    let len = entries * ENTRY_BYTES as u64;
+    // The journal opens with a mark (docs/FORMAT.md), then one entry per batch.
+    let len = (entries + 1) * ENTRY_BYTES as u64;
     let on_disk = file_len(&journal);
     assert!(
         on_disk >= len + JOURNAL_STEP && on_disk <= len + 2 * JOURNAL_STEP,
@@ -249,7 +253,7 @@ fn a_crash_with_journal_space_reserved_keeps_every_entry_and_a_torn_one_is_cut()
     let log = journaled_log(&path, STEP, 30, 7);
     // Dropped without a shutdown flush, as after SIGKILL: the reserve stays.
     drop(log);
-    let len = 30 * ENTRY_BYTES as u64;
+    let len = 31 * ENTRY_BYTES as u64;
     assert!(file_len(&journal) > len);
     // Part of a next entry landed in the reserved zeros before the crash.
     let file = std::fs::OpenOptions::new()
@@ -268,8 +272,11 @@ fn a_crash_with_journal_space_reserved_keeps_every_entry_and_a_torn_one_is_cut()
         assert_eq!(entry.base_offset, n as i64);
     }
     // Appends go on after the kept entries.
-    log.append_tagged(&mut batch(30, 1, 40, Compression::None), Some(&tag(30)))
-        .unwrap();
+    log.append_tagged(
+        &mut idempotent_batch(30, 1, 40, tag(30).producer_id()),
+        Some(&tag(30)),
+    )
+    .unwrap();
     log.take_everything().unwrap().sync().unwrap();
     drop(log);
     let mut log = PartitionLog::open(&path, small_config(1 << 20)).unwrap();
@@ -285,6 +292,6 @@ fn step_zero_never_reserves_journal_space() {
     let _log = journaled_log(&path, 0, 40, 3);
     assert_eq!(
         file_len(&naming::idempotency_journal_file(&path)),
-        40 * ENTRY_BYTES as u64
+        41 * ENTRY_BYTES as u64
     );
 }

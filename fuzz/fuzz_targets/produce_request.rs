@@ -54,6 +54,8 @@ fuzz_target!(|data: &[u8]| {
         &topic,
         &RoundRobin::new(),
         1_700_000_000_000,
+        // Half the inputs as an idempotent request's: its batches are marked.
+        (data.len() % 2 == 0).then_some(data.len() as i64),
     ) {
         Ok(prepared) => prepared,
         Err(e) => panic!("prepare failed as a whole: {e}"),

@@ -193,13 +193,27 @@ pub async fn produce(
     };
     let (mut prepared, idempotent) = match idempotent {
         None => (
-            prepare(&parsed, &settings, &topic, &state.round_robin, now_ms())?,
+            prepare(
+                &parsed,
+                &settings,
+                &topic,
+                &state.round_robin,
+                now_ms(),
+                None,
+            )?,
             None,
         ),
         Some((tag, landed, settle)) => {
             let round_robin =
                 RoundRobin::starting_at(idempotency::round_robin_start(&tag.key_hash));
-            let mut prepared = prepare(&parsed, &settings, &topic, &round_robin, tag.created_ms)?;
+            let mut prepared = prepare(
+                &parsed,
+                &settings,
+                &topic,
+                &round_robin,
+                tag.created_ms,
+                Some(tag.producer_id()),
+            )?;
             for batch in &mut prepared.batches {
                 batch.tag = Some(tag);
             }

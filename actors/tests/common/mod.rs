@@ -22,7 +22,18 @@ pub fn small_config(segment_bytes: u64) -> LogConfig {
 
 /// One batch of `count` records whose values encode `(tag, i)` so every record is unique.
 pub fn batch(tag: u64, count: usize, value_len: usize, compression: Compression) -> Vec<u8> {
-    let mut builder = BatchBuilder::new(compression);
+    build(tag, count, value_len, BatchBuilder::new(compression))
+}
+
+/// [`batch`] marked as an idempotent request's (the log refuses a tagged batch without it).
+#[allow(dead_code)] // not every test binary appends idempotent batches
+pub fn idempotent_batch(tag: u64, count: usize, value_len: usize, producer_id: i64) -> Vec<u8> {
+    let mut builder = BatchBuilder::new(Compression::None);
+    builder.set_idempotent_producer(producer_id);
+    build(tag, count, value_len, builder)
+}
+
+fn build(tag: u64, count: usize, value_len: usize, mut builder: BatchBuilder) -> Vec<u8> {
     for i in 0..count {
         let key = format!("k{tag}-{i}");
         let value = record_value(tag, i, value_len);
