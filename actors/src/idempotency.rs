@@ -208,8 +208,76 @@ pub struct IdempotencyJournal {
     path: PathBuf,
     file: Arc<File>,
     len: u64,
-    /// The file's size: `len` plus space reserved for entries to come (all zeros).
+    /// The file's size: `len` plus space reserved for entries to come (written zeros).
     reserved_to: u64,
+    /// Bytes `0..durable_blocks_to` are written blocks (entries or zeros, never holes or
+    /// unwritten extents) inside a file size, all made durable by an fdatasync of the journal:
+    /// an entry written there changes no metadata a crash could lose.
+    durable_blocks_to: u64,
+    /// Whether [`JournalSync::WriteBack`] is sound on this file system.
+    write_back_ok: bool,
+}
+
+/// How a flush makes the journal's new entries durable, before it fdatasyncs the segments.
+#[derive(Debug)]
+pub enum JournalSync {
+    /// `fdatasync`: an entry lies past [`IdempotencyJournal`]'s durable blocks (its write
+    /// needs metadata committed: a larger size, allocated blocks), or the file system is not
+    /// one where [`JournalSync::WriteBack`] is sound.
+    Fsync(Arc<File>),
+    /// `sync_file_range` (write the dirty pages, wait until the device has them), no cache
+    /// flush of its own: the segment's `fdatasync` that follows flushes the device's write
+    /// cache, and a flush makes every write completed before it durable. Sound for pure
+    /// overwrites of written, synced blocks (no metadata to commit) on ext4 and XFS, whose
+    /// `fdatasync` always ends in a cache flush when the device has a volatile cache. Saves the
+    /// journal its own cache flush: an idempotent request's fsync cost was that flush.
+    WriteBack(Arc<File>),
+}
+
+impl JournalSync {
+    pub fn file(&self) -> &File {
+        match self {
+            Self::Fsync(file) | Self::WriteBack(file) => file,
+        }
+    }
+
+    /// Blocking. A `WriteBack` must be followed by an `fdatasync` of another file on the
+    /// same file system before what it wrote counts as durable.
+    pub fn sync(&self) -> std::io::Result<()> {
+        match self {
+            Self::Fsync(file) => file.sync_data(),
+            Self::WriteBack(file) => write_back_and_wait(file),
+        }
+    }
+}
+
+/// Starts writeback of every dirty page of `file` and waits for all of it (and for
+/// writeback already running) to complete; reports writeback errors like `fdatasync`.
+fn write_back_and_wait(file: &File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+        | libc::SYNC_FILE_RANGE_WRITE
+        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+    // SAFETY: a plain system call on a descriptor `file` keeps open; offset 0 with length 0
+    // means the whole file.
+    if unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, flags) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Whether the file system holding `file` (or directory) makes [`JournalSync::WriteBack`]
+/// sound: ext4 and XFS (a data=journal ext4 commits the entries with the segment's fsync
+/// instead, also sound). Others (btrfs copies on write, so no write is an overwrite; tmpfs;
+/// network file systems) get an fdatasync per flush.
+// `f_type` is i64 here but narrower on some architectures.
+#[allow(clippy::useless_conversion)]
+pub fn write_back_ok(file: &File) -> bool {
+    const EXT4_SUPER_MAGIC: i64 = 0xEF53;
+    const XFS_SUPER_MAGIC: i64 = 0x5846_5342;
+    rustix::fs::fstatfs(file)
+        .is_ok_and(|fs| matches!(i64::from(fs.f_type), EXT4_SUPER_MAGIC | XFS_SUPER_MAGIC))
 }
 
 impl IdempotencyJournal {
@@ -278,9 +346,12 @@ impl IdempotencyJournal {
             }
             Self {
                 path,
+                write_back_ok: write_back_ok(&file),
                 file: Arc::new(file),
                 len: valid_len,
                 reserved_to: valid_len,
+                // Nothing known durable: the first flush fdatasyncs.
+                durable_blocks_to: 0,
             }
         };
         Ok(JournalLoad {
@@ -323,9 +394,11 @@ impl IdempotencyJournal {
         let len = bytes.len() as u64;
         Ok(Self {
             path: path.to_path_buf(),
+            write_back_ok: write_back_ok(&file),
             file: Arc::new(file),
             len,
             reserved_to: len,
+            durable_blocks_to: len,
         })
     }
 
@@ -350,19 +423,39 @@ impl IdempotencyJournal {
     }
 
     /// Reserves `bytes` more past the reserved end (what [`IdempotencyJournal::reserve_needed`]
-    /// asked for). A failure only costs speed (entries then grow the file as without a
-    /// reserve), so it is logged; the next try comes a step later.
+    /// asked for) by writing zeros, not with `fallocate`: an entry written into an unwritten
+    /// extent would need the extent's conversion committed, which only the journal's own
+    /// fdatasync guarantees ([`JournalSync::WriteBack`] needs written blocks). A failure only
+    /// costs speed (entries then grow the file as without a reserve), so it is logged; the
+    /// next try comes a step later.
     pub fn reserve(&mut self, bytes: u64) {
-        let to = self.reserved_to + bytes;
-        if to == self.reserved_to {
+        if bytes == 0 {
             return;
         }
-        if let Err(e) =
-            rustix::fs::fallocate(&self.file, rustix::fs::FallocateFlags::empty(), 0, to)
-        {
-            log::debug!("{}: reserving space: {e}", self.path.display());
+        let zeros = vec![0u8; bytes as usize];
+        match self.file.write_all_at(&zeros, self.reserved_to) {
+            Ok(()) => self.reserved_to += bytes,
+            Err(e) => {
+                log::debug!("{}: reserving space: {e}", self.path.display());
+                // Whatever part was written goes again; if that fails too, the next start
+                // cuts the zeros like any reserve a stop left behind.
+                let _ = self.file.set_len(self.reserved_to);
+            }
         }
-        self.reserved_to = to;
+    }
+
+    /// How the flush about to run must sync the entries written since the last one.
+    /// `segment_fsync_follows`: the flush fdatasyncs a segment after the journal (a
+    /// [`JournalSync::WriteBack`] relies on its cache flush). Blocks reserved by now count
+    /// as durable once an `Fsync` returns (a failed flush stops the partition).
+    pub fn sync_for_flush(&mut self, segment_fsync_follows: bool) -> JournalSync {
+        let file = Arc::clone(&self.file);
+        if self.write_back_ok && segment_fsync_follows && self.len <= self.durable_blocks_to {
+            JournalSync::WriteBack(file)
+        } else {
+            self.durable_blocks_to = self.reserved_to;
+            JournalSync::Fsync(file)
+        }
     }
 
     /// Cuts the reserved space, so a cleanly stopped journal ends at its last entry. Failing
@@ -373,6 +466,7 @@ impl IdempotencyJournal {
                 log::warn!("{}: cutting reserved space: {e}", self.path.display());
             }
             self.reserved_to = self.len;
+            self.durable_blocks_to = self.durable_blocks_to.min(self.len);
         }
     }
 
@@ -385,10 +479,13 @@ impl IdempotencyJournal {
             .map_err(|e| LogError::io("cutting idempotency journal", &self.path, e))?;
         self.len = len;
         self.reserved_to = len;
+        // The cut is not durable until an fdatasync: an entry written at `len` now extends
+        // the file, so the next flush fdatasyncs.
+        self.durable_blocks_to = self.durable_blocks_to.min(len);
         Ok(())
     }
 
-    /// A handle for a background fsync.
+    /// A handle for the shutdown's fdatasync.
     pub fn sync_handle(&self) -> Arc<File> {
         Arc::clone(&self.file)
     }

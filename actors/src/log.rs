@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::error::LogError;
-use crate::idempotency::{IdempotencyJournal, IdempotencyTag, JournalEntry, Liveness};
+use crate::idempotency::{IdempotencyJournal, IdempotencyTag, JournalEntry, JournalSync, Liveness};
 use crate::naming;
 use crate::record_batch::{self, BatchHeader};
 use crate::segment::{self, AppendedBatch, Preallocation, Segment};
@@ -141,7 +141,7 @@ fn free_bytes(dir: &Path) -> std::io::Result<u64> {
 #[derive(Debug)]
 pub struct SyncTargets {
     /// The idempotency journal, if written since the last flush.
-    pub journal: Option<Arc<File>>,
+    pub journal: Option<JournalSync>,
     /// Segments and sealed segments' indexes.
     pub files: Vec<Arc<File>>,
     pub dir: Option<PathBuf>,
@@ -153,13 +153,14 @@ pub struct SyncTargets {
 impl SyncTargets {
     /// fsyncs every target. Blocking: run it off the actor's thread.
     ///
-    /// The journal goes first, then the directory (which holds a new journal's name), then the
-    /// segments: a crash between two fsyncs can leave an entry whose batch is missing (recovery
-    /// drops it) but not a synced idempotent batch without its entry, which a retry of the
-    /// unacknowledged request would append a second time.
+    /// The journal goes first, then the directory, then the segments: the journal's entries
+    /// are on the device before the segments' fdatasync, whose cache flush a
+    /// [`JournalSync::WriteBack`] relies on. A crash before that flush completes can leave a
+    /// batch without its entry; recovery finds it by its mark and cuts it (it was never
+    /// acknowledged).
     pub fn sync(self) -> std::io::Result<()> {
         if let Some(journal) = &self.journal {
-            journal.sync_data()?;
+            journal.sync()?;
         }
         if let Some(dir) = &self.dir {
             File::open(dir)?.sync_all()?;
@@ -533,9 +534,10 @@ impl PartitionLog {
         }
         if std::mem::take(&mut self.journal_unsynced) {
             if let Some(journal) = &mut self.journal {
-                // On the actor's thread, before the fsync (which then covers the new size
-                // once): a fallocate per ~1,000 idempotent batches, and never a race with
-                // the appends or the shutdown cut.
+                // On the actor's thread, before the fsync: zeros written once per ~1,000
+                // idempotent batches, and never a race with the appends or the shutdown cut.
+                // The flush whose entries first reach them fdatasyncs the journal, which
+                // makes them durable blocks; later entries there need only a write-back.
                 let needed = journal.reserve_needed();
                 if self.preallocate_step > 0
                     && needed > 0
@@ -546,7 +548,7 @@ impl PartitionLog {
                 {
                     journal.reserve(needed);
                 }
-                journal_file = Some(journal.sync_handle());
+                journal_file = Some(journal.sync_for_flush(!files.is_empty()));
             }
         }
         let dir = std::mem::take(&mut self.dir_unsynced).then(|| self.dir.clone());
@@ -584,7 +586,7 @@ impl PartitionLog {
         }
         let journal = self.journal.as_mut().map(|journal| {
             journal.release_reserve();
-            journal.sync_handle()
+            JournalSync::Fsync(journal.sync_handle())
         });
         Ok(SyncTargets {
             journal,

@@ -53,7 +53,10 @@ fn a_flush_syncs_the_journal_and_its_directory_before_the_segments() {
         .ino();
 
     let targets = log.take_unsynced().unwrap();
-    assert_eq!(targets.journal.as_deref().map(inode), Some(journal));
+    assert_eq!(
+        targets.journal.as_ref().map(|j| inode(j.file())),
+        Some(journal)
+    );
     assert!(targets.dir.is_some(), "the rolled segments' names too");
     let later = later_files(&targets);
     assert!(later.len() > 1, "segments and a sealed index: {later:?}");
@@ -70,7 +73,62 @@ fn a_flush_syncs_the_journal_and_its_directory_before_the_segments() {
 
     // The shutdown flush, which syncs everything, orders it the same way.
     let everything = log.take_everything().unwrap();
-    assert_eq!(everything.journal.as_deref().map(inode), Some(journal));
+    assert_eq!(
+        everything.journal.as_ref().map(|j| inode(j.file())),
+        Some(journal)
+    );
     assert!(!later_files(&everything).contains(&journal));
     everything.sync().unwrap();
+}
+
+#[test]
+fn entries_written_into_synced_zeros_are_written_back_and_the_rest_fdatasynced() {
+    use rill_actors::idempotency::{write_back_ok, JournalSync, ENTRY_BYTES, JOURNAL_STEP};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    let mut log = PartitionLog::open(&path, small_config(1 << 30)).unwrap();
+    log.set_preallocation(1 << 20);
+    log.load_idempotency(0).unwrap();
+    let sound = write_back_ok(&std::fs::File::open(dir.path()).unwrap());
+    let mut kinds = Vec::new();
+    // Past two steps of entries, one flush each.
+    let entries = 2 * JOURNAL_STEP / ENTRY_BYTES as u64 + 10;
+    for n in 0..entries {
+        let t = tag((n % 251) as u8);
+        log.append_tagged(&mut idempotent_batch(n, 1, 10, t.producer_id()), Some(&t))
+            .unwrap();
+        let targets = log.take_unsynced().unwrap();
+        kinds.push(match &targets.journal {
+            Some(JournalSync::Fsync(_)) => 'F',
+            Some(JournalSync::WriteBack(_)) => 'W',
+            None => '-',
+        });
+        if n < 3 {
+            targets.sync().unwrap();
+        }
+    }
+    let fsyncs: Vec<usize> = kinds
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| **k == 'F')
+        .map(|(i, _)| i)
+        .collect();
+    if sound {
+        // The first entry extends the new journal (and zeros are written for two steps);
+        // the next fsync comes when entries pass the zeros that one made durable.
+        assert_eq!(fsyncs.len(), 2, "fsyncs at {fsyncs:?}");
+        assert_eq!(fsyncs[0], 0);
+        assert!(kinds.iter().all(|k| *k != '-'));
+    } else {
+        assert_eq!(
+            fsyncs.len(),
+            kinds.len(),
+            "no write-back on this file system"
+        );
+    }
+    // The shutdown flush always fdatasyncs the journal.
+    assert!(matches!(
+        log.take_everything().unwrap().journal,
+        Some(JournalSync::Fsync(_))
+    ));
 }
