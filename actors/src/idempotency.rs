@@ -1,7 +1,7 @@
 //! The idempotency journal: per partition, which idempotent produce requests (by the hash of
-//! their `Idempotency-Key`) put a batch where. It lives beside the segments, is written by the
-//! partition actor together with the batch it describes, and is made durable by the same
-//! flush — so an acknowledged request's journal entry survives whatever the batch survives,
+//! their `Idempotency-Key`) put a batch where. It lives beside the segments; an entry is made
+//! by the partition actor with the batch it describes, and written and made durable by the
+//! flush that makes the batch durable — so an acknowledged request's journal entry survives whatever the batch survives,
 //! and a retry after a crash finds the batch instead of appending it again.
 //!
 //! The batches themselves carry a mark (a producerId, [`IdempotencyTag::producer_id`]), so
@@ -207,7 +207,11 @@ pub struct JournalLoad {
 pub struct IdempotencyJournal {
     path: PathBuf,
     file: Arc<File>,
+    /// Bytes of entries, those in `unwritten` included.
     len: u64,
+    /// Entries appended since the last flush took them: the last `unwritten.len()` bytes
+    /// of `len`, in memory until the flush writes them.
+    unwritten: Vec<u8>,
     /// The file's size: `len` plus space reserved for entries to come (written zeros).
     reserved_to: u64,
     /// Bytes `0..durable_blocks_to` are written blocks (entries or zeros, never holes or
@@ -218,35 +222,46 @@ pub struct IdempotencyJournal {
     write_back_ok: bool,
 }
 
-/// How a flush makes the journal's new entries durable, before it fdatasyncs the segments.
+/// What a flush does with the journal, before it fdatasyncs the segments: write the entries
+/// appended since the last flush, then make them durable in one of two ways.
 #[derive(Debug)]
-pub enum JournalSync {
-    /// `fdatasync`: an entry lies past [`IdempotencyJournal`]'s durable blocks (its write
-    /// needs metadata committed: a larger size, allocated blocks), or the file system is not
-    /// one where [`JournalSync::WriteBack`] is sound.
-    Fsync(Arc<File>),
+pub struct JournalSync {
+    file: Arc<File>,
+    /// The entries to write and the file position they go to. Written by the flush (one
+    /// `pwrite` per flush, not one per batch on the partition's thread): a crash before
+    /// that loses them with their batches' acknowledgements, and recovery cuts the batches.
+    unwritten: Option<(u64, Vec<u8>)>,
     /// `sync_file_range` (write the dirty pages, wait until the device has them), no cache
     /// flush of its own: the segment's `fdatasync` that follows flushes the device's write
     /// cache, and a flush makes every write completed before it durable. Sound for pure
     /// overwrites of written, synced blocks (no metadata to commit) on ext4 and XFS, whose
-    /// `fdatasync` always ends in a cache flush when the device has a volatile cache. Saves the
-    /// journal its own cache flush: an idempotent request's fsync cost was that flush.
-    WriteBack(Arc<File>),
+    /// `fdatasync` always ends in a cache flush when the device has a volatile cache. Saves
+    /// the journal its own cache flush: an idempotent request's fsync cost was that flush.
+    /// Otherwise `fdatasync`: an entry lies past [`IdempotencyJournal`]'s durable blocks (its
+    /// write needs metadata committed: a larger size, allocated blocks), or the file system
+    /// is not one where the write-back is sound.
+    write_back: bool,
 }
 
 impl JournalSync {
     pub fn file(&self) -> &File {
-        match self {
-            Self::Fsync(file) | Self::WriteBack(file) => file,
-        }
+        &self.file
     }
 
-    /// Blocking. A `WriteBack` must be followed by an `fdatasync` of another file on the
+    pub fn is_write_back(&self) -> bool {
+        self.write_back
+    }
+
+    /// Blocking. A write-back must be followed by an `fdatasync` of another file on the
     /// same file system before what it wrote counts as durable.
-    pub fn sync(&self) -> std::io::Result<()> {
-        match self {
-            Self::Fsync(file) => file.sync_data(),
-            Self::WriteBack(file) => write_back_and_wait(file),
+    pub fn sync(self) -> std::io::Result<()> {
+        if let Some((at, bytes)) = &self.unwritten {
+            self.file.write_all_at(bytes, *at)?;
+        }
+        if self.write_back {
+            write_back_and_wait(&self.file)
+        } else {
+            self.file.sync_data()
         }
     }
 }
@@ -349,6 +364,7 @@ impl IdempotencyJournal {
                 write_back_ok: write_back_ok(&file),
                 file: Arc::new(file),
                 len: valid_len,
+                unwritten: Vec::new(),
                 reserved_to: valid_len,
                 // Nothing known durable: the first flush fdatasyncs.
                 durable_blocks_to: 0,
@@ -397,19 +413,29 @@ impl IdempotencyJournal {
             write_back_ok: write_back_ok(&file),
             file: Arc::new(file),
             len,
+            unwritten: Vec::new(),
             reserved_to: len,
             durable_blocks_to: len,
         })
     }
 
-    /// Writes one entry at the end (into the page cache; the partition's flush syncs it).
-    pub fn append(&mut self, entry: &JournalEntry) -> Result<(), LogError> {
-        let bytes = entry.encode();
-        self.file
-            .write_all_at(&bytes, self.len)
-            .map_err(|e| LogError::io("writing idempotency journal", &self.path, e))?;
+    /// Adds one entry at the end, in memory: the partition's next flush writes and syncs it
+    /// ([`IdempotencyJournal::sync_for_flush`]) before it syncs the batch's segment.
+    pub fn append(&mut self, entry: &JournalEntry) {
+        self.unwritten.extend_from_slice(&entry.encode());
         self.len += ENTRY_BYTES as u64;
         self.reserved_to = self.reserved_to.max(self.len);
+    }
+
+    /// Writes the entries still in memory into the file (not synced): for the shutdown flush.
+    pub fn write_unwritten(&mut self) -> Result<(), LogError> {
+        if !self.unwritten.is_empty() {
+            let at = self.len - self.unwritten.len() as u64;
+            self.file
+                .write_all_at(&self.unwritten, at)
+                .map_err(|e| LogError::io("writing idempotency journal", &self.path, e))?;
+            self.unwritten.clear();
+        }
         Ok(())
     }
 
@@ -449,18 +475,36 @@ impl IdempotencyJournal {
     /// [`JournalSync::WriteBack`] relies on its cache flush). Blocks reserved by now count
     /// as durable once an `Fsync` returns (a failed flush stops the partition).
     pub fn sync_for_flush(&mut self, segment_fsync_follows: bool) -> JournalSync {
-        let file = Arc::clone(&self.file);
-        if self.write_back_ok && segment_fsync_follows && self.len <= self.durable_blocks_to {
-            JournalSync::WriteBack(file)
-        } else {
+        let write_back =
+            self.write_back_ok && segment_fsync_follows && self.len <= self.durable_blocks_to;
+        if !write_back {
             self.durable_blocks_to = self.reserved_to;
-            JournalSync::Fsync(file)
         }
+        let unwritten = (!self.unwritten.is_empty()).then(|| {
+            let at = self.len - self.unwritten.len() as u64;
+            (at, std::mem::take(&mut self.unwritten))
+        });
+        JournalSync {
+            file: Arc::clone(&self.file),
+            unwritten,
+            write_back,
+        }
+    }
+
+    /// The shutdown's flush: every entry written, then an fdatasync.
+    pub fn sync_for_shutdown(&mut self) -> Result<JournalSync, LogError> {
+        self.write_unwritten()?;
+        self.release_reserve();
+        Ok(JournalSync {
+            file: Arc::clone(&self.file),
+            unwritten: None,
+            write_back: false,
+        })
     }
 
     /// Cuts the reserved space, so a cleanly stopped journal ends at its last entry. Failing
     /// costs disk space, not entries (the next start cuts the zeros), so it is logged.
-    pub fn release_reserve(&mut self) {
+    fn release_reserve(&mut self) {
         if self.reserved_to > self.len {
             if let Err(e) = self.file.set_len(self.len) {
                 log::warn!("{}: cutting reserved space: {e}", self.path.display());
@@ -473,6 +517,12 @@ impl IdempotencyJournal {
     /// Takes the last entry back (its batch could not be written). An error means the file
     /// may still hold it: the caller must fail-stop.
     pub fn remove_last(&mut self) -> Result<(), LogError> {
+        if self.unwritten.len() >= ENTRY_BYTES {
+            // Still in memory (always, right after an append): nothing to cut in the file.
+            self.unwritten.truncate(self.unwritten.len() - ENTRY_BYTES);
+            self.len -= ENTRY_BYTES as u64;
+            return Ok(());
+        }
         let len = self.len.saturating_sub(ENTRY_BYTES as u64);
         self.file
             .set_len(len)
@@ -483,11 +533,6 @@ impl IdempotencyJournal {
         // the file, so the next flush fdatasyncs.
         self.durable_blocks_to = self.durable_blocks_to.min(len);
         Ok(())
-    }
-
-    /// A handle for the shutdown's fdatasync.
-    pub fn sync_handle(&self) -> Arc<File> {
-        Arc::clone(&self.file)
     }
 }
 
@@ -587,8 +632,9 @@ mod tests {
             entry(4, 23, 1000),
             entry(5, 26, 1000),
         ] {
-            journal.append(&e).unwrap();
+            journal.append(&e);
         }
+        journal.write_unwritten().unwrap();
         drop(journal);
         let path = naming::idempotency_journal_file(dir.path());
         let mut file = OpenOptions::new().append(true).open(&path).unwrap();
@@ -604,7 +650,8 @@ mod tests {
 
         // The entry cut at 26 is gone from the file, so a new batch at 26 gets its own.
         let mut journal = load.journal.unwrap();
-        journal.append(&entry(7, 26, 2000)).unwrap();
+        journal.append(&entry(7, 26, 2000));
+        journal.write_unwritten().unwrap();
         drop(journal);
         let load = IdempotencyJournal::load(dir.path(), live(10, 29, 500)).unwrap();
         assert_eq!(load.entries.len(), 3);
@@ -622,8 +669,9 @@ mod tests {
             entry(3, 6, 1000),
             entry(4, 9, 10),
         ] {
-            journal.append(&e).unwrap();
+            journal.append(&e);
         }
+        journal.write_unwritten().unwrap();
         drop(journal);
         let load = IdempotencyJournal::load(dir.path(), live(0, 12, 500)).unwrap();
         assert_eq!(load.entries, vec![entry(3, 6, 1000)]);

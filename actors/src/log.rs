@@ -140,7 +140,7 @@ fn free_bytes(dir: &Path) -> std::io::Result<u64> {
 /// What a background flush must fsync to make everything appended so far durable.
 #[derive(Debug)]
 pub struct SyncTargets {
-    /// The idempotency journal, if written since the last flush.
+    /// The idempotency journal's entries since the last flush, to write and sync.
     pub journal: Option<JournalSync>,
     /// Segments and sealed segments' indexes.
     pub files: Vec<Arc<File>>,
@@ -154,12 +154,12 @@ impl SyncTargets {
     /// fsyncs every target. Blocking: run it off the actor's thread.
     ///
     /// The journal goes first, then the directory, then the segments: the journal's entries
-    /// are on the device before the segments' fdatasync, whose cache flush a
-    /// [`JournalSync::WriteBack`] relies on. A crash before that flush completes can leave a
+    /// are on the device before the segments' fdatasync, whose cache flush a journal
+    /// write-back ([`JournalSync`]) relies on. A crash before that flush completes can leave a
     /// batch without its entry; recovery finds it by its mark and cuts it (it was never
     /// acknowledged).
     pub fn sync(self) -> std::io::Result<()> {
-        if let Some(journal) = &self.journal {
+        if let Some(journal) = self.journal {
             journal.sync()?;
         }
         if let Some(dir) = &self.dir {
@@ -429,7 +429,7 @@ impl PartitionLog {
                 .journal
                 .insert(IdempotencyJournal::create(&self.dir, entry.base_offset)?),
         };
-        journal.append(&entry)?;
+        journal.append(&entry);
         self.journal_unsynced = true;
         Ok(())
     }
@@ -527,7 +527,7 @@ impl PartitionLog {
         if self.bytes_since_journal_bound >= MARK_INTERVAL_BYTES {
             let log_end = self.end_offset();
             if let Some(journal) = &mut self.journal {
-                journal.append(&JournalEntry::mark(log_end))?;
+                journal.append(&JournalEntry::mark(log_end));
                 self.journal_unsynced = true;
             }
             self.bytes_since_journal_bound = 0;
@@ -584,10 +584,11 @@ impl PartitionLog {
             files.push(log);
             files.push(index);
         }
-        let journal = self.journal.as_mut().map(|journal| {
-            journal.release_reserve();
-            JournalSync::Fsync(journal.sync_handle())
-        });
+        let journal = self
+            .journal
+            .as_mut()
+            .map(IdempotencyJournal::sync_for_shutdown)
+            .transpose()?;
         Ok(SyncTargets {
             journal,
             files,

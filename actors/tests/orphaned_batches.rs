@@ -66,6 +66,8 @@ fn a_marked_batch_whose_entry_was_lost_is_cut_with_everything_after_it() {
     log.take_unsynced().unwrap().sync().unwrap();
     append_idempotent(&mut log, 3, 3); // 6..9, its entry lost below
     log.append(&mut batch(4, 3, 40, Compression::None)).unwrap(); // 9..12
+    // The flush wrote everything; the power cut comes before its cache flush completes.
+    log.take_unsynced().unwrap().sync().unwrap();
     drop(log);
     // The journal holds its opening mark and the entries of batches 2 and 3.
     assert_eq!(journal_entries(&path), 3);
@@ -120,6 +122,7 @@ fn batches_with_entries_stay_and_the_search_for_a_lost_one_crosses_segments() {
     }
     let segments = log.segment_count();
     assert!(segments > 3, "{segments} segments");
+    log.take_unsynced().unwrap().sync().unwrap();
     drop(log);
 
     let mut log = PartitionLog::open(&path, config()).unwrap();
@@ -184,4 +187,22 @@ fn a_long_run_without_idempotent_batches_gets_a_mark_that_bounds_the_search() {
     let mark = rill_actors::idempotency::JournalEntry::decode(&bytes[2 * ENTRY_BYTES..]).unwrap();
     assert!(mark.is_mark());
     assert_eq!(mark.base_offset, end);
+}
+
+#[test]
+fn batches_appended_after_the_last_flush_lose_their_unwritten_entries_and_are_cut() {
+    // Entries are written by the flush; a process killed before it leaves the batches (in
+    // the page cache) without them. None of them was acknowledged.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    let mut log = PartitionLog::open(&path, small_config(1 << 20)).unwrap();
+    log.load_idempotency(0).unwrap();
+    append_idempotent(&mut log, 1, 2); // 0..2
+    log.take_unsynced().unwrap().sync().unwrap();
+    log.append(&mut batch(2, 2, 40, Compression::None)).unwrap(); // 2..4
+    append_idempotent(&mut log, 3, 2); // 4..6, not flushed
+    log.append(&mut batch(4, 2, 40, Compression::None)).unwrap(); // 6..8
+    drop(log);
+    let (log, entries) = reopen(&path);
+    assert_eq!((log.end_offset(), entries), (4, 1));
 }
