@@ -64,9 +64,10 @@ fn a_marked_batch_whose_entry_was_lost_is_cut_with_everything_after_it() {
     log.append(&mut batch(1, 3, 40, Compression::None)).unwrap(); // 0..3
     append_idempotent(&mut log, 2, 3); // 3..6
     log.take_unsynced().unwrap().sync().unwrap();
-    append_idempotent(&mut log, 3, 3); // 6..9, its entry lost below
-    log.append(&mut batch(4, 3, 40, Compression::None)).unwrap(); // 9..12
-    // The flush wrote everything; the power cut comes before its cache flush completes.
+    // Offsets 6..9, whose entry is lost below, then 9..12. The flush writes everything;
+    // the power cut comes before its cache flush completes.
+    append_idempotent(&mut log, 3, 3);
+    log.append(&mut batch(4, 3, 40, Compression::None)).unwrap();
     log.take_unsynced().unwrap().sync().unwrap();
     drop(log);
     // The journal holds its opening mark and the entries of batches 2 and 3.
