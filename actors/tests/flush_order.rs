@@ -8,21 +8,10 @@ mod common;
 
 use std::os::unix::fs::MetadataExt;
 
-use common::{batch, idempotent_batch, small_config};
+use common::{batch, idempotency_tag as tag, idempotent_batch, small_config};
 use rill_actors::compression::Compression;
-use rill_actors::idempotency::{DigestKind, IdempotencyTag};
 use rill_actors::log::{PartitionLog, SyncTargets};
 use rill_actors::naming;
-
-fn tag(n: u8) -> IdempotencyTag {
-    IdempotencyTag {
-        key_hash: [n; 16],
-        body_digest: [n; 16],
-        digest_kind: DigestKind::Xxh3,
-        request_id: [0; 16],
-        created_ms: 1_700_000_000_000,
-    }
-}
 
 fn inode(file: &std::fs::File) -> u64 {
     file.metadata().unwrap().ino()

@@ -7,22 +7,12 @@
 
 mod common;
 
-use common::{batch, idempotent_batch, read_all, small_config};
+use common::{batch, idempotency_tag as tag, idempotent_batch, read_all, small_config};
 use rill_actors::compression::Compression;
 use rill_actors::error::LogError;
-use rill_actors::idempotency::{DigestKind, IdempotencyTag, ENTRY_BYTES};
+use rill_actors::idempotency::ENTRY_BYTES;
 use rill_actors::log::{PartitionLog, MARK_INTERVAL_BYTES};
 use rill_actors::naming;
-
-fn tag(n: u8) -> IdempotencyTag {
-    IdempotencyTag {
-        key_hash: [n; 16],
-        body_digest: [n; 16],
-        digest_kind: DigestKind::Xxh3,
-        request_id: [0; 16],
-        created_ms: 1_700_000_000_000,
-    }
-}
 
 fn append_idempotent(log: &mut PartitionLog, n: u8, count: usize) {
     let t = tag(n);

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use rill_actors::compression::Compression;
+use rill_actors::idempotency::{DigestKind, IdempotencyTag};
 use rill_actors::log::PartitionLog;
 use rill_actors::record_batch::{self, BatchBuilder, Record};
 use rill_actors::types::{FlushPolicy, LogConfig};
@@ -23,6 +24,17 @@ pub fn small_config(segment_bytes: u64) -> LogConfig {
 /// One batch of `count` records whose values encode `(tag, i)` so every record is unique.
 pub fn batch(tag: u64, count: usize, value_len: usize, compression: Compression) -> Vec<u8> {
     build(tag, count, value_len, BatchBuilder::new(compression))
+}
+
+/// A sync request's idempotency tag, distinct per `n`.
+pub fn idempotency_tag(n: u8) -> IdempotencyTag {
+    IdempotencyTag {
+        key_hash: [n; 16],
+        body_digest: [n; 16],
+        digest_kind: DigestKind::Xxh3,
+        request_id: [0; 16],
+        created_ms: 1_700_000_000_000,
+    }
 }
 
 /// [`batch`] marked as an idempotent request's (the log refuses a tagged batch without it).
