@@ -1,8 +1,9 @@
 //! The idempotency journal: per partition, which idempotent produce requests (by the hash of
 //! their `Idempotency-Key`) put a batch where. It lives beside the segments; an entry is made
 //! by the partition actor with the batch it describes, and written and made durable by the
-//! flush that makes the batch durable — so an acknowledged request's journal entry survives whatever the batch survives,
-//! and a retry after a crash finds the batch instead of appending it again.
+//! flush that makes the batch durable — so an acknowledged request's journal entry survives
+//! whatever the batch survives, and a retry after a crash finds the batch instead of appending
+//! it again.
 //!
 //! The batches themselves carry a mark (a producerId, [`IdempotencyTag::producer_id`]), so
 //! recovery can find a batch whose entry a crash lost, and cut it: such a batch was never
@@ -218,7 +219,7 @@ pub struct IdempotencyJournal {
     /// unwritten extents) inside a file size, all made durable by an fdatasync of the journal:
     /// an entry written there changes no metadata a crash could lose.
     durable_blocks_to: u64,
-    /// Whether [`JournalSync::WriteBack`] is sound on this file system.
+    /// Whether a [`JournalSync`] write-back is sound on this file system.
     write_back_ok: bool,
 }
 
@@ -282,7 +283,7 @@ fn write_back_and_wait(file: &File) -> std::io::Result<()> {
     }
 }
 
-/// Whether the file system holding `file` (or directory) makes [`JournalSync::WriteBack`]
+/// Whether the file system holding `file` (or directory) makes a [`JournalSync`] write-back
 /// sound: ext4 and XFS (a data=journal ext4 commits the entries with the segment's fsync
 /// instead, also sound). Others (btrfs copies on write, so no write is an overwrite; tmpfs;
 /// network file systems) get an fdatasync per flush.
@@ -427,16 +428,12 @@ impl IdempotencyJournal {
         self.reserved_to = self.reserved_to.max(self.len);
     }
 
-    /// Writes the entries still in memory into the file (not synced): for the shutdown flush.
-    pub fn write_unwritten(&mut self) -> Result<(), LogError> {
-        if !self.unwritten.is_empty() {
+    /// The entries still in memory and the file position they go to, for a flush to write.
+    fn take_unwritten(&mut self) -> Option<(u64, Vec<u8>)> {
+        (!self.unwritten.is_empty()).then(|| {
             let at = self.len - self.unwritten.len() as u64;
-            self.file
-                .write_all_at(&self.unwritten, at)
-                .map_err(|e| LogError::io("writing idempotency journal", &self.path, e))?;
-            self.unwritten.clear();
-        }
-        Ok(())
+            (at, std::mem::take(&mut self.unwritten))
+        })
     }
 
     /// How many bytes [`IdempotencyJournal::reserve`] would add now: enough to keep one to
@@ -451,7 +448,7 @@ impl IdempotencyJournal {
     /// Reserves `bytes` more past the reserved end (what [`IdempotencyJournal::reserve_needed`]
     /// asked for) by writing zeros, not with `fallocate`: an entry written into an unwritten
     /// extent would need the extent's conversion committed, which only the journal's own
-    /// fdatasync guarantees ([`JournalSync::WriteBack`] needs written blocks). A failure only
+    /// fdatasync guarantees (a [`JournalSync`] write-back needs written blocks). A failure only
     /// costs speed (entries then grow the file as without a reserve), so it is logged; the
     /// next try comes a step later.
     pub fn reserve(&mut self, bytes: u64) {
@@ -472,7 +469,7 @@ impl IdempotencyJournal {
 
     /// How the flush about to run must sync the entries written since the last one.
     /// `segment_fsync_follows`: the flush fdatasyncs a segment after the journal (a
-    /// [`JournalSync::WriteBack`] relies on its cache flush). Blocks reserved by now count
+    /// [`JournalSync`] write-back relies on its cache flush). Blocks reserved by now count
     /// as durable once an `Fsync` returns (a failed flush stops the partition).
     pub fn sync_for_flush(&mut self, segment_fsync_follows: bool) -> JournalSync {
         let write_back =
@@ -480,26 +477,21 @@ impl IdempotencyJournal {
         if !write_back {
             self.durable_blocks_to = self.reserved_to;
         }
-        let unwritten = (!self.unwritten.is_empty()).then(|| {
-            let at = self.len - self.unwritten.len() as u64;
-            (at, std::mem::take(&mut self.unwritten))
-        });
         JournalSync {
             file: Arc::clone(&self.file),
-            unwritten,
+            unwritten: self.take_unwritten(),
             write_back,
         }
     }
 
-    /// The shutdown's flush: every entry written, then an fdatasync.
-    pub fn sync_for_shutdown(&mut self) -> Result<JournalSync, LogError> {
-        self.write_unwritten()?;
+    /// The shutdown's flush: the reserved space cut, every entry written, an fdatasync.
+    pub fn sync_for_shutdown(&mut self) -> JournalSync {
         self.release_reserve();
-        Ok(JournalSync {
+        JournalSync {
             file: Arc::clone(&self.file),
-            unwritten: None,
+            unwritten: self.take_unwritten(),
             write_back: false,
-        })
+        }
     }
 
     /// Cuts the reserved space, so a cleanly stopped journal ends at its last entry. Failing
@@ -634,7 +626,7 @@ mod tests {
         ] {
             journal.append(&e);
         }
-        journal.write_unwritten().unwrap();
+        journal.sync_for_shutdown().sync().unwrap();
         drop(journal);
         let path = naming::idempotency_journal_file(dir.path());
         let mut file = OpenOptions::new().append(true).open(&path).unwrap();
@@ -651,7 +643,7 @@ mod tests {
         // The entry cut at 26 is gone from the file, so a new batch at 26 gets its own.
         let mut journal = load.journal.unwrap();
         journal.append(&entry(7, 26, 2000));
-        journal.write_unwritten().unwrap();
+        journal.sync_for_shutdown().sync().unwrap();
         drop(journal);
         let load = IdempotencyJournal::load(dir.path(), live(10, 29, 500)).unwrap();
         assert_eq!(load.entries.len(), 3);
@@ -671,7 +663,7 @@ mod tests {
         ] {
             journal.append(&e);
         }
-        journal.write_unwritten().unwrap();
+        journal.sync_for_shutdown().sync().unwrap();
         drop(journal);
         let load = IdempotencyJournal::load(dir.path(), live(0, 12, 500)).unwrap();
         assert_eq!(load.entries, vec![entry(3, 6, 1000)]);

@@ -587,8 +587,7 @@ impl PartitionLog {
         let journal = self
             .journal
             .as_mut()
-            .map(IdempotencyJournal::sync_for_shutdown)
-            .transpose()?;
+            .map(IdempotencyJournal::sync_for_shutdown);
         Ok(SyncTargets {
             journal,
             files,

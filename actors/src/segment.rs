@@ -412,14 +412,11 @@ impl Segment {
     /// idempotent request's mark). Reads only batch headers.
     pub fn first_marked_batch(&mut self, from: Offset) -> Result<Option<Offset>, LogError> {
         let (_, start) = self.index.lookup(from);
-        let bytes = self.committed_from(start)?;
-        let mut at = 0usize;
-        while at < bytes.len() {
-            let header = BatchHeader::parse(&bytes[at..]).map_err(LogError::InvalidBatch)?;
+        for batch in record_batch::batches(self.committed_from(start)?) {
+            let (header, _) = batch.map_err(LogError::InvalidBatch)?;
             if header.base_offset >= from && header.producer_id != record_batch::NO_PRODUCER_ID {
                 return Ok(Some(header.base_offset));
             }
-            at += header.total_len();
         }
         Ok(None)
     }
