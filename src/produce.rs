@@ -13,6 +13,7 @@ use std::borrow::Cow;
 
 use base64::Engine;
 use rill_actors::compression::Compression;
+use rill_actors::idempotency::IdempotencyTag;
 use rill_actors::producer::PartitionBatch;
 use rill_actors::record_batch::{BatchBuilder, RecordHeader};
 use rill_actors::status::RecordResult;
@@ -356,15 +357,16 @@ impl ProduceSettings {
 
 /// Serializes every record, picks its partition and builds one batch per partition.
 /// Records that cannot be serialized or name a missing partition get an error result and
-/// stay out of the batches; the rest go on. `idempotent_producer` marks the batches of an
-/// idempotent request (see [`BatchBuilder::set_idempotent_producer`]).
+/// stay out of the batches; the rest go on. An idempotent request's batches carry its `tag`
+/// and its mark (see [`BatchBuilder::set_idempotent_producer`]): the log takes a batch only
+/// with both or neither.
 pub fn prepare(
     body: &ProduceBody<'_>,
     settings: &ProduceSettings,
     topic: &TopicMeta,
     round_robin: &RoundRobin,
     now_ms: i64,
-    idempotent_producer: Option<i64>,
+    tag: Option<&IdempotencyTag>,
 ) -> Result<PreparedProduce, ApiError> {
     let partitions = topic.partitions;
     let mut results: Vec<RecordResult> = Vec::with_capacity(body.records.len());
@@ -457,8 +459,8 @@ pub fn prepare(
         let slot = match slot_of[partition as usize] {
             u32::MAX => {
                 let mut builder = BatchBuilder::with_capacity(settings.compression, batch_capacity);
-                if let Some(producer_id) = idempotent_producer {
-                    builder.set_idempotent_producer(producer_id);
+                if let Some(tag) = tag {
+                    builder.set_idempotent_producer(tag.producer_id());
                 }
                 builders.push((partition, builder));
                 members.push(Vec::with_capacity(body.records.len()));
@@ -496,7 +498,7 @@ pub fn prepare(
         batches.push(PartitionBatch {
             partition,
             batch: encoded.bytes,
-            tag: None,
+            tag: tag.copied(),
         });
     }
     Ok(PreparedProduce {

@@ -447,6 +447,11 @@ impl BatchBuilder {
             bytes
         };
         let batch_length = i32::try_from(bytes.len() - LOG_OVERHEAD).map_err(|_| too_large())?;
+        let (producer_epoch, base_sequence) = if self.producer_id == NO_PRODUCER_ID {
+            (NO_PRODUCER_EPOCH, NO_SEQUENCE)
+        } else {
+            (0, 0)
+        };
         let header = BatchHeader {
             base_offset: 0,
             batch_length,
@@ -458,16 +463,8 @@ impl BatchBuilder {
             base_timestamp: self.base_timestamp,
             max_timestamp: self.max_timestamp,
             producer_id: self.producer_id,
-            producer_epoch: if self.producer_id == NO_PRODUCER_ID {
-                NO_PRODUCER_EPOCH
-            } else {
-                0
-            },
-            base_sequence: if self.producer_id == NO_PRODUCER_ID {
-                NO_SEQUENCE
-            } else {
-                0
-            },
+            producer_epoch,
+            base_sequence,
             record_count,
         };
         bytes[..BATCH_HEADER_LEN].copy_from_slice(&header.to_bytes());

@@ -13,6 +13,7 @@ use rill::formats::AvroSchemaCache;
 use rill::partitioner::RoundRobin;
 use rill::produce::{parse_body, prepare, ProduceSettings};
 use rill_actors::compression::Compression;
+use rill_actors::idempotency::{DigestKind, IdempotencyTag};
 use rill_actors::record_batch::decode_batch;
 use rill_actors::types::TopicName;
 
@@ -55,7 +56,13 @@ fuzz_target!(|data: &[u8]| {
         &RoundRobin::new(),
         1_700_000_000_000,
         // Half the inputs as an idempotent request's: its batches are marked.
-        (data.len() % 2 == 0).then_some(data.len() as i64),
+        (data.len() % 2 == 0).then_some(&IdempotencyTag {
+            key_hash: [data.len() as u8; 16],
+            body_digest: [0; 16],
+            digest_kind: DigestKind::Xxh3,
+            request_id: [0; 16],
+            created_ms: 1_700_000_000_000,
+        }),
     ) {
         Ok(prepared) => prepared,
         Err(e) => panic!("prepare failed as a whole: {e}"),

@@ -206,17 +206,14 @@ pub async fn produce(
         Some((tag, landed, settle)) => {
             let round_robin =
                 RoundRobin::starting_at(idempotency::round_robin_start(&tag.key_hash));
-            let mut prepared = prepare(
+            let prepared = prepare(
                 &parsed,
                 &settings,
                 &topic,
                 &round_robin,
                 tag.created_ms,
-                Some(tag.producer_id()),
+                Some(&tag),
             )?;
-            for batch in &mut prepared.batches {
-                batch.tag = Some(tag);
-            }
             (prepared, Some((tag, landed, settle)))
         }
     };
