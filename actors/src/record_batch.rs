@@ -210,6 +210,11 @@ impl BatchHeader {
     pub fn compression(&self) -> Result<Compression, BatchError> {
         Ok(Compression::from_attributes(self.attributes)?)
     }
+
+    /// Whether the batch holds control records, which consumers never see.
+    pub fn is_control(&self) -> bool {
+        self.attributes & ATTR_CONTROL != 0
+    }
 }
 
 /// Overwrites the base offset (bytes 0..8). Base offset is outside the CRC, so no re-checksum.
@@ -298,6 +303,8 @@ pub struct BatchBuilder {
     /// The producerId written into the header: [`NO_PRODUCER_ID`], or the mark of a batch
     /// of an idempotent request ([`BatchBuilder::set_idempotent_producer`]).
     producer_id: i64,
+    /// A control batch ([`encode_control_batch`]).
+    control: bool,
 }
 
 /// A finished batch with base offset 0, ready for [`stamp_base_offset`] and the log.
@@ -326,6 +333,7 @@ impl BatchBuilder {
             base_timestamp: -1,
             max_timestamp: -1,
             producer_id: NO_PRODUCER_ID,
+            control: false,
         }
     }
 
@@ -449,8 +457,15 @@ impl BatchBuilder {
         let batch_length = i32::try_from(bytes.len() - LOG_OVERHEAD).map_err(|_| too_large())?;
         let (producer_epoch, base_sequence) = if self.producer_id == NO_PRODUCER_ID {
             (NO_PRODUCER_EPOCH, NO_SEQUENCE)
+        } else if self.control {
+            (0, NO_SEQUENCE)
         } else {
             (0, 0)
+        };
+        let control = if self.control {
+            ATTR_CONTROL | ATTR_TRANSACTIONAL
+        } else {
+            0
         };
         let header = BatchHeader {
             base_offset: 0,
@@ -458,7 +473,7 @@ impl BatchBuilder {
             partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
             magic: MAGIC_V2,
             crc: 0,
-            attributes: self.compression.id(),
+            attributes: self.compression.id() | control,
             last_offset_delta: record_count - 1,
             base_timestamp: self.base_timestamp,
             max_timestamp: self.max_timestamp,
@@ -478,6 +493,55 @@ impl BatchBuilder {
             max_timestamp: self.max_timestamp,
         })
     }
+}
+
+/// Version of the control record key rill writes (Kafka's current one).
+const CONTROL_KEY_VERSION: i16 = 0;
+
+/// A control batch of one uncompressed record whose key is Kafka's control record key
+/// (version 0, `control_type`) and whose value is `value`: transactional and control,
+/// producerId `producer_id`, epoch 0, base sequence -1, as Kafka writes a transaction marker.
+/// It takes an offset, but consumers never see it: Kafka's clients skip control batches, and
+/// so does rill's read-back API. Base offset 0 until the log stamps it.
+pub fn encode_control_batch(
+    producer_id: i64,
+    timestamp_ms: i64,
+    control_type: i16,
+    value: &[u8],
+) -> Vec<u8> {
+    let mut builder = BatchBuilder::with_capacity(Compression::None, value.len() + 32);
+    builder.producer_id = producer_id;
+    builder.control = true;
+    let mut key = [0u8; 4];
+    key[..2].copy_from_slice(&CONTROL_KEY_VERSION.to_be_bytes());
+    key[2..].copy_from_slice(&control_type.to_be_bytes());
+    builder.push(timestamp_ms, Some(&key), Some(value), &[]);
+    builder
+        .finish()
+        .expect("one small record always makes a batch")
+        .bytes
+}
+
+/// The control type and value of `batch`'s record, if `batch` is a valid control batch of
+/// one record with a version 0 key.
+pub fn control_record(batch: &[u8]) -> Option<(i16, Vec<u8>)> {
+    if !BatchHeader::parse(batch).ok()?.is_control() {
+        return None;
+    }
+    let mut records = decode_batch(batch).ok()?;
+    if records.len() != 1 {
+        return None;
+    }
+    let record = records.pop()?;
+    let key = record.key?;
+    let (version, control_type) = match key.as_slice() {
+        [v0, v1, t0, t1] => (
+            i16::from_be_bytes([*v0, *v1]),
+            i16::from_be_bytes([*t0, *t1]),
+        ),
+        _ => return None,
+    };
+    (version == CONTROL_KEY_VERSION).then(|| (control_type, record.value.unwrap_or_default()))
 }
 
 /// A decoded record, owned (used by the read-back API and tests, not the append hot path).
@@ -1146,6 +1210,42 @@ mod tests {
             Err(BatchError::Codec(CodecError::TooLarge { .. }))
         ));
         assert!(decode_batch(&batch).is_ok());
+    }
+
+    #[test]
+    fn a_control_batch_is_a_kafka_transaction_marker_shaped_batch_and_reads_back() {
+        let batch = encode_control_batch(77, 1_700_000_000_123, 0x7269, b"entry bytes");
+        let header = verify(&batch).expect("a valid batch");
+        assert!(header.is_control());
+        assert_eq!(header.attributes, ATTR_CONTROL | ATTR_TRANSACTIONAL);
+        assert_eq!(
+            (
+                header.producer_id,
+                header.producer_epoch,
+                header.base_sequence
+            ),
+            (77, 0, NO_SEQUENCE)
+        );
+        assert_eq!((header.record_count, header.last_offset_delta), (1, 0));
+        assert_eq!(header.max_timestamp, 1_700_000_000_123);
+        let records = decode_batch(&batch).unwrap();
+        assert_eq!(records[0].key.as_deref(), Some(&[0, 0, 0x72, 0x69][..]));
+        assert_eq!(
+            control_record(&batch),
+            Some((0x7269, b"entry bytes".to_vec()))
+        );
+
+        // A data batch, a damaged control batch, and another key version are not one.
+        let data = build(Compression::None, &[(5, None, Some(vec![1]), vec![])]).bytes;
+        assert_eq!(control_record(&data), None);
+        let mut damaged = batch.clone();
+        *damaged.last_mut().unwrap() ^= 1;
+        assert_eq!(control_record(&damaged), None);
+        let mut builder = BatchBuilder::new(Compression::None);
+        builder.control = true;
+        builder.producer_id = 77;
+        builder.push(0, Some(&[0, 1, 0x72, 0x69]), Some(b"v"), &[]);
+        assert_eq!(control_record(&builder.finish().unwrap().bytes), None);
     }
 
     fn arb_bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
