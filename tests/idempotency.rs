@@ -68,6 +68,15 @@ fn end_offsets(broker: &Broker, topic: &str) -> Vec<i64> {
         .collect()
 }
 
+/// Records stored in every partition of `topic`, read back through the API. Not the end
+/// offsets' sum: an idempotent request's batch is followed by a control batch (its journal
+/// entry) that takes an offset but is no record.
+fn stored_records(broker: &Broker, topic: &str) -> usize {
+    (0..end_offsets(broker, topic).len() as u32)
+        .map(|p| read_values(broker, topic, p).len())
+        .sum()
+}
+
 #[test]
 fn a_retry_returns_the_first_answer_and_appends_nothing() {
     let broker = spawn_broker(AUTH);
@@ -77,7 +86,12 @@ fn a_retry_returns_the_first_answer_and_appends_nothing() {
     assert_eq!(offsets.len(), 14);
     assert_eq!(offsets[13]["error_code"], "invalid_value");
     let after_first = end_offsets(&broker, "orders");
-    assert_eq!(after_first.iter().sum::<i64>(), 13);
+    assert_eq!(stored_records(&broker, "orders"), 13);
+    assert_eq!(
+        after_first.iter().sum::<i64>(),
+        13 + 3,
+        "and a control batch per partition"
+    );
 
     for _ in 0..3 {
         let (status, again) = produce(&broker, "alpha", "orders", "order-1", &body("a"));
@@ -114,8 +128,11 @@ fn a_retry_returns_the_first_answer_and_appends_nothing() {
     assert_ne!(other_key, first);
     let (status, other_topic) = produce(&broker, "alpha", "audit", "order-1", &body("a"));
     assert_eq!(status, 200, "{other_topic}");
-    let total: i64 = end_offsets(&broker, "orders").iter().sum();
-    assert_eq!(total, 26, "beta's request appended once more");
+    assert_eq!(
+        stored_records(&broker, "orders"),
+        26,
+        "beta's request appended once more"
+    );
 
     // Without a key, the same body is appended again.
     let res = broker
@@ -125,7 +142,7 @@ fn a_retry_returns_the_first_answer_and_appends_nothing() {
         .send()
         .unwrap();
     assert_eq!(res.status().as_u16(), 200);
-    assert_eq!(end_offsets(&broker, "orders").iter().sum::<i64>(), 39);
+    assert_eq!(stored_records(&broker, "orders"), 39);
 
     for bad in ["", &"x".repeat(256), "has space", "tab\there"] {
         let res = broker
@@ -323,14 +340,7 @@ fn deleting_a_topic_forgets_its_keys() {
         .count() as i64;
     // 2 partitions: the record for partition 2 fails.
     assert_eq!(total, 12, "appended to the new topic");
-    let (_, described) = status_json(broker.get("/api/topics/temp").send().unwrap());
-    let stored: i64 = described["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["end_offset"].as_i64().unwrap())
-        .sum();
-    assert_eq!(stored, 12);
+    assert_eq!(stored_records(&broker, "temp"), 12);
 }
 
 #[test]
@@ -424,13 +434,10 @@ fn retrying_every_request_after_sigkill_mid_flight_stores_each_record_exactly_on
     assert_eq!(total, records, "every record of every request stored once");
 }
 
-/// The producerIds of the batches in `topic`-0's first segment, in order.
-fn stored_producer_ids(broker: &Broker, topic: &str) -> Vec<(i64, i16, i32)> {
-    let segment = broker
-        .data_dir
-        .join(format!("{topic}-0"))
-        .join(format!("{:020}.log", 0));
-    let bytes = std::fs::read(&segment).expect("segment file");
+/// The producerId, epoch, base sequence and control flag of the batches in `topic`-0's first
+/// segment, in order.
+fn stored_batches(broker: &Broker, topic: &str) -> Vec<(i64, i16, i32, bool)> {
+    let bytes = std::fs::read(first_segment(broker, topic)).expect("segment file");
     rill_actors::record_batch::batches(&bytes)
         .map_while(Result::ok)
         .map(|(header, _)| {
@@ -438,13 +445,21 @@ fn stored_producer_ids(broker: &Broker, topic: &str) -> Vec<(i64, i16, i32)> {
                 header.producer_id,
                 header.producer_epoch,
                 header.base_sequence,
+                header.is_control(),
             )
         })
         .collect()
 }
 
+fn first_segment(broker: &Broker, topic: &str) -> std::path::PathBuf {
+    broker
+        .data_dir
+        .join(format!("{topic}-0"))
+        .join(format!("{:020}.log", 0))
+}
+
 #[test]
-fn an_idempotent_requests_batches_carry_a_producer_id_and_others_do_not() {
+fn an_idempotent_requests_batch_carries_a_producer_id_and_is_followed_by_its_entry() {
     let mut broker = spawn_broker(AUTH);
     let one = json!({"records": [{"value": "a"}, {"value": "b"}]});
     let plain = |broker: &Broker| {
@@ -459,51 +474,82 @@ fn an_idempotent_requests_batches_carry_a_producer_id_and_others_do_not() {
     plain(&broker);
     let (status, answer) = produce(&broker, "alpha", "audit", "k-1", &one);
     assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["offsets"][0]["offset"], 2);
+    assert_eq!(answer["offsets"][1]["offset"], 3);
     plain(&broker);
     broker.terminate(Duration::from_secs(10));
-    let ids = stored_producer_ids(&broker, "audit");
-    assert_eq!(ids.len(), 3, "{ids:?}");
-    assert_eq!(ids[0], (-1, -1, -1));
-    assert!(ids[1].0 >= 0 && ids[1].1 == 0 && ids[1].2 == 0, "{ids:?}");
-    assert_eq!(ids[2], (-1, -1, -1));
+    let batches = stored_batches(&broker, "audit");
+    assert_eq!(batches.len(), 4, "{batches:?}");
+    assert_eq!(batches[0], (-1, -1, -1, false));
+    let producer_id = batches[1].0;
+    assert!(producer_id >= 0, "{batches:?}");
+    assert_eq!(batches[1], (producer_id, 0, 0, false));
+    assert_eq!(
+        batches[2],
+        (producer_id, 0, -1, true),
+        "the entry's carrier"
+    );
+    assert_eq!(batches[3], (-1, -1, -1, false));
+    // The carrier took offset 4; readers see the records only.
+    let broker = broker.restart();
+    assert_eq!(end_offsets(&broker, "audit"), vec![7]);
+    let values = read_values(&broker, "audit", 0);
+    assert_eq!(values, ["\"a\"", "\"b\""].repeat(3), "JSON values, as sent");
 }
 
 #[test]
-fn a_batch_whose_journal_entry_a_crash_lost_is_cut_and_its_retry_appends_it_once() {
+fn after_a_crash_the_journal_is_caught_up_from_the_log_and_a_torn_batch_is_retried_once() {
     let mut broker = spawn_broker(AUTH);
     let first = json!({"records": [{"value": "first"}]});
     let second = json!({"records": [{"value": "second-a"}, {"value": "second-b"}]});
-    let (status, answer) = produce(&broker, "alpha", "audit", "k-first", &first);
-    assert_eq!(status, 200, "{answer}");
+    let (status, first_answer) = produce(&broker, "alpha", "audit", "k-first", &first);
+    assert_eq!(status, 200, "{first_answer}");
     let (status, answer) = produce(&broker, "alpha", "audit", "k-second", &second);
     assert_eq!(status, 200, "{answer}");
     broker.kill();
-    // A power cut that kept the second request's batch but not its journal entry, written
-    // before it and synced by the same flush (so the request was never answered): the
-    // journal keeps its opening mark and the first entry.
+    // A power cut: the journal file kept only its opening mark (it is fsynced only at marks),
+    // and the second request's batch reached the disk without all of its carrier (so that
+    // request was never answered).
     let journal = broker.data_dir.join("audit-0").join("idempotency.journal");
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(&journal)
         .unwrap();
-    file.set_len(2 * 72).unwrap();
+    file.set_len(72).unwrap();
+    drop(file);
+    let segment = first_segment(&broker, "audit");
+    let bytes = std::fs::read(&segment).unwrap();
+    let mut batches = rill_actors::record_batch::batches(&bytes);
+    for _ in 0..3 {
+        batches.next().unwrap().unwrap();
+    }
+    let torn_at = batches.position() + 30;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    file.set_len(torn_at as u64).unwrap();
     drop(file);
 
     let broker = broker.restart();
     assert_eq!(
         end_offsets(&broker, "audit"),
-        vec![1],
-        "the orphaned batch was cut"
+        vec![2],
+        "the first request and its carrier stay; the torn batch was cut"
     );
-    // The client, never answered, retries: the batch is appended once.
+    // The first request, acknowledged, is still found by its key: its entry came from its
+    // carrier.
+    let (status, retried) = produce(&broker, "alpha", "audit", "k-first", &first);
+    assert_eq!((status, &retried), (200, &first_answer));
+    // The client of the second, never answered, retries: the batch is appended once.
     let (status, answer) = produce(&broker, "alpha", "audit", "k-second", &second);
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["offsets"][0]["offset"], 1);
+    assert_eq!(answer["offsets"][0]["offset"], 2);
     let (status, again) = produce(&broker, "alpha", "audit", "k-second", &second);
     assert_eq!((status, &again), (200, &answer));
-    assert_eq!(end_offsets(&broker, "audit"), vec![3]);
-    // The first request, acknowledged, is still found by its key.
-    let (status, retried) = produce(&broker, "alpha", "audit", "k-first", &first);
-    assert_eq!(status, 200, "{retried}");
-    assert_eq!(retried["offsets"][0]["offset"], 0);
+    assert_eq!(end_offsets(&broker, "audit"), vec![5]);
+    assert_eq!(
+        read_values(&broker, "audit", 0),
+        ["\"first\"", "\"second-a\"", "\"second-b\""]
+    );
 }

@@ -1,14 +1,18 @@
 //! The idempotency journal: per partition, which idempotent produce requests (by the hash of
-//! their `Idempotency-Key`) put a batch where. It lives beside the segments; an entry is made
-//! by the partition actor with the batch it describes, and written and made durable by the
-//! flush that makes the batch durable — so an acknowledged request's journal entry survives
-//! whatever the batch survives, and a retry after a crash finds the batch instead of appending
-//! it again.
+//! their `Idempotency-Key`) put a batch where, so a retry finds the batch instead of
+//! appending it again.
 //!
-//! The batches themselves carry a mark (a producerId, [`IdempotencyTag::producer_id`]), so
-//! recovery can find a batch whose entry a crash lost, and cut it: such a batch was never
-//! acknowledged. Entries with no batch (record count 0, [`JournalEntry::mark`]) bound that
-//! search: the journal opens with one, and a long run of other batches gets one.
+//! Each entry is carried twice. In the log: right after its batch, the partition writes a
+//! control batch holding the entry ([`JournalEntry::carrier_batch`]), so the entry is
+//! durable exactly when its batch is, by the same segment write and fdatasync — an
+//! idempotent request costs no sync of its own. And in the journal file, the index a start
+//! reads instead of the log: written by the flushes (no fsync) and fsynced only at a mark
+//! (an entry with no batch, [`JournalEntry::mark`]), which a flush adds after every
+//! [`MARK_INTERVAL_BYTES`](crate::log::MARK_INTERVAL_BYTES) of log. A crash can leave the
+//! file behind the log; recovery reads the log's batches after the file's last valid entry,
+//! takes the entries their carriers hold, and cuts a marked batch (an idempotent request's
+//! data batch carries a producerId, [`IdempotencyTag::producer_id`]) whose carrier is
+//! missing: the write of the pair was torn, so it was never acknowledged.
 //!
 //! File `idempotency.journal` in the partition directory: fixed 72-byte entries, each
 //!
@@ -20,18 +24,14 @@
 //!
 //! The top bit of the last field says how `body_digest` was made: set, XXH3-128; clear,
 //! SHA-256 (entries written before rill switched, which a retry is still checked against).
+//! A carrier batch's record value is the same 72 bytes.
 //!
 //! big-endian, appended in offset order. At start the journal is read up to its first
 //! invalid entry (a torn tail is cut), and entries are dropped that are out of the window,
-//! below the log start (retention) or at or past the log end (the batch was cut by recovery:
-//! it was never acknowledged). When dropped entries outnumber kept ones, the file is
-//! rewritten (temporary file, fsync, rename).
-//!
-//! Like the active segment, the journal keeps space reserved past its last entry (fallocate,
-//! [`JOURNAL_STEP`]) when preallocation is on: an entry written inside the file's size needs
-//! no inode write at the flush's fdatasync, and the journal's fsync is the whole extra I/O of
-//! an idempotent request. The reserve reads as zeros, which are never a valid entry, so a
-//! stop that leaves it behind is cut at the next start like a torn tail.
+//! below the log start (retention) or past the log end (the batch was lost in the crash).
+//! When dropped entries outnumber kept ones, or any lies past the log end, the file is
+//! rewritten (temporary file, fsync, rename). Zeros after the entries (the reserve older
+//! versions kept) are cut like a torn tail.
 
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write};
@@ -41,14 +41,19 @@ use std::sync::Arc;
 
 use crate::error::LogError;
 use crate::naming;
+use crate::record_batch;
 use crate::types::Offset;
 
 /// Bytes of one journal entry.
 pub const ENTRY_BYTES: usize = 72;
 
-/// How far the journal's reserved space grows at a time: 1,024 entries. A flush keeps one to
-/// two steps reserved, so a fallocate comes once per ~1,000 idempotent batches.
-pub const JOURNAL_STEP: u64 = 1024 * ENTRY_BYTES as u64;
+/// The control record type of a carrier batch (rill's own; Kafka's are 0 to 6 or so, and
+/// its clients skip control records of any type).
+pub const CARRIER_CONTROL_TYPE: i16 = 0x7269;
+
+/// Entries held in memory before the partition writes them itself rather than waiting for
+/// a flush (only `flush = "os"` gets there: flushes take them sooner).
+const UNWRITTEN_LIMIT: usize = 1024 * ENTRY_BYTES;
 
 /// How a tag's body digest was made.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -99,9 +104,10 @@ pub struct JournalEntry {
 }
 
 impl JournalEntry {
-    /// A mark: an entry without a batch (record count 0) at the log end offset. It tells
-    /// recovery that every marked batch below `log_end` has its entry before the mark, so the
-    /// search for a marked batch whose entry was lost starts there (see [`JournalLoad`]).
+    /// A mark: an entry without a batch (record count 0) at the log end offset. Fsynced, it
+    /// tells recovery that every entry of a batch below `log_end` is in the file before it,
+    /// so the search of the log for entries the file lacks starts there (see
+    /// [`JournalLoad`]).
     pub fn mark(log_end: Offset) -> Self {
         Self {
             tag: IdempotencyTag {
@@ -120,9 +126,30 @@ impl JournalEntry {
         self.record_count == 0
     }
 
-    /// The offset after this entry's batch (a mark's own offset).
+    /// The offset after this entry's batch (a mark's own offset); its carrier's offset.
     pub fn end_offset(&self) -> Offset {
         self.base_offset + Offset::from(self.record_count)
+    }
+
+    /// The control batch that carries this entry in the log, right after the entry's batch:
+    /// the entry's 72 bytes as the value of a control record of type
+    /// [`CARRIER_CONTROL_TYPE`], stamped with the batch's `max_timestamp` so that it changes
+    /// nothing the time index says. Base offset 0 until the log stamps it.
+    pub fn carrier_batch(&self, max_timestamp: i64) -> Vec<u8> {
+        record_batch::encode_control_batch(
+            self.tag.producer_id(),
+            max_timestamp,
+            CARRIER_CONTROL_TYPE,
+            &self.encode(),
+        )
+    }
+
+    /// The entry `batch` carries, if it is a valid carrier batch.
+    pub fn from_carrier(batch: &[u8]) -> Option<Self> {
+        match record_batch::control_record(batch)? {
+            (CARRIER_CONTROL_TYPE, value) => Self::decode(&value).filter(|e| !e.is_mark()),
+            _ => None,
+        }
     }
 
     pub fn encode(&self) -> [u8; ENTRY_BYTES] {
@@ -181,7 +208,7 @@ pub struct Liveness {
 }
 
 impl Liveness {
-    fn keeps(&self, entry: &JournalEntry) -> bool {
+    pub fn keeps(&self, entry: &JournalEntry) -> bool {
         !entry.is_mark()
             && entry.tag.created_ms >= self.oldest_ms
             && entry.base_offset >= self.log_start
@@ -196,11 +223,11 @@ pub struct JournalLoad {
     pub journal: Option<IdempotencyJournal>,
     /// The entries the log still vouches for, in offset order (no marks).
     pub entries: Vec<JournalEntry>,
-    /// Where recovery must look for marked batches whose entries were lost: every marked
-    /// batch from here on has no entry (an entry is written before its batch, and the
-    /// journal's valid entries are a prefix). `None` without a journal: it is created, and
-    /// made durable, before the partition's first marked batch is written.
-    pub orphans_from: Option<Offset>,
+    /// Where recovery must read the log for entries the file lacks: the end of its last
+    /// valid entry or mark (the journal's valid entries are a prefix of those written, in
+    /// offset order). `None` without a journal: it is created, and made durable, before the
+    /// partition's first marked batch is written.
+    pub carried_from: Option<Offset>,
 }
 
 /// A partition's open journal file.
@@ -210,38 +237,21 @@ pub struct IdempotencyJournal {
     file: Arc<File>,
     /// Bytes of entries, those in `unwritten` included.
     len: u64,
-    /// Entries appended since the last flush took them: the last `unwritten.len()` bytes
-    /// of `len`, in memory until the flush writes them.
+    /// Entries appended since they were last taken: the last `unwritten.len()` bytes of
+    /// `len`, in memory until a flush (or the partition, past [`UNWRITTEN_LIMIT`]) writes
+    /// them.
     unwritten: Vec<u8>,
-    /// The file's size: `len` plus space reserved for entries to come (written zeros).
-    reserved_to: u64,
-    /// Bytes `0..durable_blocks_to` are written blocks (entries or zeros, never holes or
-    /// unwritten extents) inside a file size, all made durable by an fdatasync of the journal:
-    /// an entry written there changes no metadata a crash could lose.
-    durable_blocks_to: u64,
-    /// Whether a [`JournalSync`] write-back is sound on this file system.
-    write_back_ok: bool,
 }
 
-/// What a flush does with the journal, before it fdatasyncs the segments: write the entries
-/// appended since the last flush, then make them durable in one of two ways.
+/// What a flush does with the journal: write the entries appended since the last flush, and
+/// fsync the file if the flush carries a mark (or is the shutdown's).
 #[derive(Debug)]
 pub struct JournalSync {
     file: Arc<File>,
     /// The entries to write and the file position they go to. Written by the flush (one
-    /// `pwrite` per flush, not one per batch on the partition's thread): a crash before
-    /// that loses them with their batches' acknowledgements, and recovery cuts the batches.
+    /// `pwrite` per flush, not one per batch on the partition's thread).
     unwritten: Option<(u64, Vec<u8>)>,
-    /// `sync_file_range` (write the dirty pages, wait until the device has them), no cache
-    /// flush of its own: the segment's `fdatasync` that follows flushes the device's write
-    /// cache, and a flush makes every write completed before it durable. Sound for pure
-    /// overwrites of written, synced blocks (no metadata to commit) on ext4 and XFS, whose
-    /// `fdatasync` always ends in a cache flush when the device has a volatile cache. Saves
-    /// the journal its own cache flush: an idempotent request's fsync cost was that flush.
-    /// Otherwise `fdatasync`: an entry lies past [`IdempotencyJournal`]'s durable blocks (its
-    /// write needs metadata committed: a larger size, allocated blocks), or the file system
-    /// is not one where the write-back is sound.
-    write_back: bool,
+    fsync: bool,
 }
 
 impl JournalSync {
@@ -249,59 +259,29 @@ impl JournalSync {
         &self.file
     }
 
-    pub fn is_write_back(&self) -> bool {
-        self.write_back
+    /// Whether this flush fsyncs the journal (otherwise it only writes to it).
+    pub fn is_fsync(&self) -> bool {
+        self.fsync
     }
 
-    /// Blocking. A write-back must be followed by an `fdatasync` of another file on the
-    /// same file system before what it wrote counts as durable.
+    /// Blocking.
     pub fn sync(self) -> std::io::Result<()> {
         if let Some((at, bytes)) = &self.unwritten {
             self.file.write_all_at(bytes, *at)?;
         }
-        if self.write_back {
-            write_back_and_wait(&self.file)
-        } else {
-            self.file.sync_data()
+        if self.fsync {
+            self.file.sync_data()?;
         }
-    }
-}
-
-/// Starts writeback of every dirty page of `file` and waits for all of it (and for
-/// writeback already running) to complete; reports writeback errors like `fdatasync`.
-fn write_back_and_wait(file: &File) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
-        | libc::SYNC_FILE_RANGE_WRITE
-        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-    // SAFETY: a plain system call on a descriptor `file` keeps open; offset 0 with length 0
-    // means the whole file.
-    if unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, flags) } == 0 {
         Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
     }
-}
-
-/// Whether the file system holding `file` (or directory) makes a [`JournalSync`] write-back
-/// sound: ext4 and XFS (a data=journal ext4 commits the entries with the segment's fsync
-/// instead, also sound). Others (btrfs copies on write, so no write is an overwrite; tmpfs;
-/// network file systems) get an fdatasync per flush.
-// `f_type` is i64 here but narrower on some architectures.
-#[allow(clippy::useless_conversion)]
-pub fn write_back_ok(file: &File) -> bool {
-    const EXT4_SUPER_MAGIC: i64 = 0xEF53;
-    const XFS_SUPER_MAGIC: i64 = 0x5846_5342;
-    rustix::fs::fstatfs(file)
-        .is_ok_and(|fs| matches!(i64::from(fs.f_type), EXT4_SUPER_MAGIC | XFS_SUPER_MAGIC))
 }
 
 impl IdempotencyJournal {
     /// Reads the journal in `dir` (if any): the entries `live` keeps, the journal open for
-    /// appends, and where recovery's search for orphaned marked batches starts. Cuts a torn
-    /// tail. Entries past the log end (their batches were cut by recovery) are removed from
-    /// the file, so that they never stand in for the entries of batches that take their
-    /// offsets later; the file is rewritten then, and when most of it is dead.
+    /// appends, and where recovery's reading of carried entries starts. Cuts a torn tail.
+    /// Entries past the log end (their batches were lost in the crash) are removed from the
+    /// file, so that they never stand in for the entries of batches that take their offsets
+    /// later; the file is rewritten then, and when most of it is dead.
     pub fn load(dir: &Path, live: Liveness) -> Result<JournalLoad, LogError> {
         let path = naming::idempotency_journal_file(dir);
         let bytes = match std::fs::read(&path) {
@@ -310,7 +290,7 @@ impl IdempotencyJournal {
                 return Ok(JournalLoad {
                     journal: None,
                     entries: Vec::new(),
-                    orphans_from: None,
+                    carried_from: None,
                 })
             }
             Err(e) => return Err(LogError::io("reading idempotency journal", path, e)),
@@ -325,7 +305,7 @@ impl IdempotencyJournal {
             .copied()
             .collect();
         // No valid entry at all (a journal from before marks, or damaged): the whole log.
-        let orphans_from = fresh
+        let carried_from = fresh
             .last()
             .map_or(live.log_start, JournalEntry::end_offset);
         let kept: Vec<JournalEntry> = fresh.iter().filter(|e| live.keeps(e)).copied().collect();
@@ -333,12 +313,12 @@ impl IdempotencyJournal {
         let journal = if fresh.len() < valid.len() || kept.len() * 2 < valid.len() {
             if fresh.len() < valid.len() {
                 log::warn!(
-                    "{}: dropped {} entries whose batches recovery cut",
+                    "{}: dropped {} entries whose batches were lost",
                     path.display(),
                     valid.len() - fresh.len()
                 );
             }
-            Self::rewrite(&path, &kept, orphans_from)?
+            Self::rewrite(&path, &kept, carried_from)?
         } else {
             let file = OpenOptions::new()
                 .read(true)
@@ -349,7 +329,7 @@ impl IdempotencyJournal {
                 let tail = &bytes[valid_len as usize..];
                 if tail.iter().all(|&b| b == 0) {
                     log::info!(
-                        "{}: cut {} bytes of reserved space a stop left behind",
+                        "{}: cut {} bytes of zeros after the last entry",
                         path.display(),
                         tail.len()
                     );
@@ -362,26 +342,22 @@ impl IdempotencyJournal {
             }
             Self {
                 path,
-                write_back_ok: write_back_ok(&file),
                 file: Arc::new(file),
                 len: valid_len,
                 unwritten: Vec::new(),
-                reserved_to: valid_len,
-                // Nothing known durable: the first flush fdatasyncs.
-                durable_blocks_to: 0,
             }
         };
         Ok(JournalLoad {
             journal: Some(journal),
             entries: kept,
-            orphans_from: Some(orphans_from),
+            carried_from: Some(carried_from),
         })
     }
 
     /// Creates the journal of `dir` holding one mark at `log_end`, durably (temporary file,
     /// fsync, rename, directory fsync), before the partition's first marked batch: so a
-    /// partition without a journal file has no marked batch, and recovery need not search
-    /// one without a bound. Once per partition.
+    /// partition without a journal file has no marked batch, and recovery need not read one
+    /// without a bound. Once per partition.
     pub fn create(dir: &Path, log_end: Offset) -> Result<Self, LogError> {
         Self::rewrite(&naming::idempotency_journal_file(dir), &[], log_end)
     }
@@ -408,24 +384,41 @@ impl IdempotencyJournal {
             OpenOptions::new().read(true).write(true).open(path)
         };
         let file = write().map_err(|e| LogError::io("writing idempotency journal", path, e))?;
-        let len = bytes.len() as u64;
         Ok(Self {
             path: path.to_path_buf(),
-            write_back_ok: write_back_ok(&file),
             file: Arc::new(file),
-            len,
+            len: bytes.len() as u64,
             unwritten: Vec::new(),
-            reserved_to: len,
-            durable_blocks_to: len,
         })
     }
 
-    /// Adds one entry at the end, in memory: the partition's next flush writes and syncs it
-    /// ([`IdempotencyJournal::sync_for_flush`]) before it syncs the batch's segment.
-    pub fn append(&mut self, entry: &JournalEntry) {
+    /// Adds one entry at the end, in memory: the partition's next flush writes it
+    /// ([`IdempotencyJournal::for_flush`]). Past [`UNWRITTEN_LIMIT`] of entries no flush
+    /// took (`flush = "os"` runs none), writes them now; an error there leaves the file
+    /// behind its entries for good, so the caller must fail-stop.
+    pub fn append(&mut self, entry: &JournalEntry) -> Result<(), LogError> {
         self.unwritten.extend_from_slice(&entry.encode());
         self.len += ENTRY_BYTES as u64;
-        self.reserved_to = self.reserved_to.max(self.len);
+        if self.unwritten.len() >= UNWRITTEN_LIMIT {
+            if let Some((at, bytes)) = self.take_unwritten() {
+                self.file
+                    .write_all_at(&bytes, at)
+                    .map_err(|e| LogError::io("writing idempotency journal", &self.path, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds `entries` (recovery's, read from their carriers) and makes the file durable now,
+    /// so the next start finds them in it.
+    pub fn append_durably(&mut self, entries: &[JournalEntry]) -> Result<(), LogError> {
+        for entry in entries {
+            self.unwritten.extend_from_slice(&entry.encode());
+            self.len += ENTRY_BYTES as u64;
+        }
+        self.for_shutdown()
+            .sync()
+            .map_err(|e| LogError::io("writing idempotency journal", &self.path, e))
     }
 
     /// The entries still in memory and the file position they go to, for a flush to write.
@@ -436,95 +429,19 @@ impl IdempotencyJournal {
         })
     }
 
-    /// How many bytes [`IdempotencyJournal::reserve`] would add now: enough to keep one to
-    /// two [`JOURNAL_STEP`]s reserved past the last entry; 0 while one step is left.
-    pub fn reserve_needed(&self) -> u64 {
-        if self.reserved_to >= self.len + JOURNAL_STEP {
-            return 0;
-        }
-        (self.len / JOURNAL_STEP + 2) * JOURNAL_STEP - self.reserved_to
-    }
-
-    /// Reserves `bytes` more past the reserved end (what [`IdempotencyJournal::reserve_needed`]
-    /// asked for) by writing zeros, not with `fallocate`: an entry written into an unwritten
-    /// extent would need the extent's conversion committed, which only the journal's own
-    /// fdatasync guarantees (a [`JournalSync`] write-back needs written blocks). A failure only
-    /// costs speed (entries then grow the file as without a reserve), so it is logged; the
-    /// next try comes a step later.
-    pub fn reserve(&mut self, bytes: u64) {
-        if bytes == 0 {
-            return;
-        }
-        let zeros = vec![0u8; bytes as usize];
-        match self.file.write_all_at(&zeros, self.reserved_to) {
-            Ok(()) => self.reserved_to += bytes,
-            Err(e) => {
-                log::debug!("{}: reserving space: {e}", self.path.display());
-                // Whatever part was written goes again; if that fails too, the next start
-                // cuts the zeros like any reserve a stop left behind.
-                let _ = self.file.set_len(self.reserved_to);
-            }
-        }
-    }
-
-    /// How the flush about to run must sync the entries written since the last one.
-    /// `segment_fsync_follows`: the flush fdatasyncs a segment after the journal (a
-    /// [`JournalSync`] write-back relies on its cache flush). Blocks reserved by now count
-    /// as durable once an `Fsync` returns (a failed flush stops the partition).
-    pub fn sync_for_flush(&mut self, segment_fsync_follows: bool) -> JournalSync {
-        let write_back =
-            self.write_back_ok && segment_fsync_follows && self.len <= self.durable_blocks_to;
-        if !write_back {
-            self.durable_blocks_to = self.reserved_to;
-        }
+    /// What the flush about to run does with the journal: write the entries in memory, and
+    /// fsync the file if `fsync` (the flush carries a mark).
+    pub fn for_flush(&mut self, fsync: bool) -> JournalSync {
         JournalSync {
             file: Arc::clone(&self.file),
             unwritten: self.take_unwritten(),
-            write_back,
+            fsync,
         }
     }
 
-    /// The shutdown's flush: the reserved space cut, every entry written, an fdatasync.
-    pub fn sync_for_shutdown(&mut self) -> JournalSync {
-        self.release_reserve();
-        JournalSync {
-            file: Arc::clone(&self.file),
-            unwritten: self.take_unwritten(),
-            write_back: false,
-        }
-    }
-
-    /// Cuts the reserved space, so a cleanly stopped journal ends at its last entry. Failing
-    /// costs disk space, not entries (the next start cuts the zeros), so it is logged.
-    fn release_reserve(&mut self) {
-        if self.reserved_to > self.len {
-            if let Err(e) = self.file.set_len(self.len) {
-                log::warn!("{}: cutting reserved space: {e}", self.path.display());
-            }
-            self.reserved_to = self.len;
-            self.durable_blocks_to = self.durable_blocks_to.min(self.len);
-        }
-    }
-
-    /// Takes the last entry back (its batch could not be written). An error means the file
-    /// may still hold it: the caller must fail-stop.
-    pub fn remove_last(&mut self) -> Result<(), LogError> {
-        if self.unwritten.len() >= ENTRY_BYTES {
-            // Still in memory (always, right after an append): nothing to cut in the file.
-            self.unwritten.truncate(self.unwritten.len() - ENTRY_BYTES);
-            self.len -= ENTRY_BYTES as u64;
-            return Ok(());
-        }
-        let len = self.len.saturating_sub(ENTRY_BYTES as u64);
-        self.file
-            .set_len(len)
-            .map_err(|e| LogError::io("cutting idempotency journal", &self.path, e))?;
-        self.len = len;
-        self.reserved_to = len;
-        // The cut is not durable until an fdatasync: an entry written at `len` now extends
-        // the file, so the next flush fdatasyncs.
-        self.durable_blocks_to = self.durable_blocks_to.min(len);
-        Ok(())
+    /// The shutdown's flush: every entry written, an fdatasync.
+    pub fn for_shutdown(&mut self) -> JournalSync {
+        self.for_flush(true)
     }
 }
 
@@ -609,7 +526,7 @@ mod tests {
         assert_eq!((mark.base_offset, mark.end_offset()), (42, 42));
         let load = IdempotencyJournal::load(dir.path(), live(0, 50, 0)).unwrap();
         assert!(load.entries.is_empty(), "a mark is not a request's entry");
-        assert_eq!(load.orphans_from, Some(42));
+        assert_eq!(load.carried_from, Some(42));
     }
 
     #[test]
@@ -624,9 +541,9 @@ mod tests {
             entry(4, 23, 1000),
             entry(5, 26, 1000),
         ] {
-            journal.append(&e);
+            journal.append(&e).unwrap();
         }
-        journal.sync_for_shutdown().sync().unwrap();
+        journal.for_shutdown().sync().unwrap();
         drop(journal);
         let path = naming::idempotency_journal_file(dir.path());
         let mut file = OpenOptions::new().append(true).open(&path).unwrap();
@@ -635,20 +552,20 @@ mod tests {
 
         let load = IdempotencyJournal::load(dir.path(), live(10, 26, 500)).unwrap();
         assert_eq!(load.entries, vec![entry(3, 20, 1000), entry(4, 23, 1000)]);
-        // Recovery looks for orphans after the last entry whose batch is still there.
-        assert_eq!(load.orphans_from, Some(26));
+        // Recovery reads carried entries after the last entry whose batch is still there.
+        assert_eq!(load.carried_from, Some(26));
         // Rewritten with the live entries; the last one ends at the bound, so no mark.
         assert_eq!(file_len(dir.path()), 2 * ENTRY_BYTES as u64);
 
         // The entry cut at 26 is gone from the file, so a new batch at 26 gets its own.
         let mut journal = load.journal.unwrap();
-        journal.append(&entry(7, 26, 2000));
-        journal.sync_for_shutdown().sync().unwrap();
+        journal.append(&entry(7, 26, 2000)).unwrap();
+        journal.for_shutdown().sync().unwrap();
         drop(journal);
         let load = IdempotencyJournal::load(dir.path(), live(10, 29, 500)).unwrap();
         assert_eq!(load.entries.len(), 3);
         assert_eq!(load.entries[2], entry(7, 26, 2000));
-        assert_eq!(load.orphans_from, Some(29));
+        assert_eq!(load.carried_from, Some(29));
     }
 
     #[test]
@@ -661,13 +578,13 @@ mod tests {
             entry(3, 6, 1000),
             entry(4, 9, 10),
         ] {
-            journal.append(&e);
+            journal.append(&e).unwrap();
         }
-        journal.sync_for_shutdown().sync().unwrap();
+        journal.for_shutdown().sync().unwrap();
         drop(journal);
         let load = IdempotencyJournal::load(dir.path(), live(0, 12, 500)).unwrap();
         assert_eq!(load.entries, vec![entry(3, 6, 1000)]);
-        assert_eq!(load.orphans_from, Some(12));
+        assert_eq!(load.carried_from, Some(12));
         assert_eq!(
             file_len(dir.path()),
             2 * ENTRY_BYTES as u64,
@@ -676,7 +593,7 @@ mod tests {
         let load = IdempotencyJournal::load(dir.path(), live(0, 12, 500)).unwrap();
         assert_eq!(load.entries, vec![entry(3, 6, 1000)]);
         assert_eq!(
-            load.orphans_from,
+            load.carried_from,
             Some(12),
             "the mark still bounds the search"
         );
@@ -689,7 +606,7 @@ mod tests {
         std::fs::write(&path, [0x5a; ENTRY_BYTES + 10]).unwrap();
         let load = IdempotencyJournal::load(dir.path(), live(7, 30, 0)).unwrap();
         assert!(load.entries.is_empty());
-        assert_eq!(load.orphans_from, Some(7));
+        assert_eq!(load.carried_from, Some(7));
     }
 
     #[test]
@@ -697,7 +614,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let load = IdempotencyJournal::load(dir.path(), live(0, 0, 0)).unwrap();
         assert!(load.journal.is_none() && load.entries.is_empty());
-        assert_eq!(load.orphans_from, None);
+        assert_eq!(load.carried_from, None);
+    }
+
+    #[test]
+    fn a_carrier_holds_its_entry_and_never_a_mark() {
+        let e = entry(9, 40, 1_700_000_000_000);
+        let carrier = e.carrier_batch(1_700_000_000_500);
+        let header = record_batch::verify(&carrier).unwrap();
+        assert_eq!(carrier.len(), 146, "docs/FORMAT.md gives its bytes");
+        assert_eq!(header.producer_id, e.tag.producer_id());
+        assert_eq!(header.max_timestamp, 1_700_000_000_500);
+        assert_eq!(JournalEntry::from_carrier(&carrier), Some(e));
+        let mark = record_batch::encode_control_batch(
+            0,
+            0,
+            CARRIER_CONTROL_TYPE,
+            &JournalEntry::mark(5).encode(),
+        );
+        assert_eq!(JournalEntry::from_carrier(&mark), None);
+        let other_type = record_batch::encode_control_batch(1, 0, 1, &e.encode());
+        assert_eq!(JournalEntry::from_carrier(&other_type), None);
     }
 
     #[test]

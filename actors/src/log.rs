@@ -21,9 +21,9 @@ use crate::record_batch::{self, BatchHeader};
 use crate::segment::{self, AppendedBatch, Preallocation, Segment};
 use crate::types::{LogConfig, Offset};
 
-/// How much a log may grow without an idempotent batch before its journal (if it has one)
-/// gets a mark: recovery then reads at most about this many bytes of batch headers looking
-/// for marked batches whose entries were lost.
+/// How much a log may grow before its idempotency journal (if it has one) gets a mark and an
+/// fsync: recovery then reads at most about this many bytes of the log (batch headers, and
+/// the small carrier batches whole) for entries the journal file lacks.
 pub const MARK_INTERVAL_BYTES: u64 = 64 << 20;
 
 #[derive(Debug)]
@@ -40,11 +40,11 @@ pub struct PartitionLog {
     reserve: Option<Arc<DiskReserve>>,
     /// Created by the first idempotent append (or found at start).
     journal: Option<IdempotencyJournal>,
-    /// Whether the journal was written since the last flush.
+    /// Whether the journal has entries no flush took yet.
     journal_unsynced: bool,
-    /// Bytes appended since the journal's last entry or mark: past [`MARK_INTERVAL_BYTES`]
-    /// a flush writes a mark, which bounds recovery's search for orphaned batches.
-    bytes_since_journal_bound: u64,
+    /// Bytes appended since the journal's last mark: past [`MARK_INTERVAL_BYTES`] a flush
+    /// writes a mark and fsyncs the journal, which bounds recovery's reading of the log.
+    bytes_since_mark: u64,
     /// `[storage] preallocate_bytes`: how far ahead of its end the active segment's space is
     /// reserved, in steps of this size; 0 = never.
     preallocate_step: u64,
@@ -137,10 +137,19 @@ fn free_bytes(dir: &Path) -> std::io::Result<u64> {
     Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
+/// What [`PartitionLog::load_idempotency`] read from the log after the journal file's end.
+struct CarriedEntries {
+    /// Entries from carrier batches, in offset order.
+    entries: Vec<JournalEntry>,
+    /// The base offset of the first marked batch not followed by its carrier.
+    torn_at: Option<Offset>,
+}
+
 /// What a background flush must fsync to make everything appended so far durable.
 #[derive(Debug)]
 pub struct SyncTargets {
-    /// The idempotency journal's entries since the last flush, to write and sync.
+    /// The idempotency journal's entries since the last flush, to write (and, at a mark,
+    /// fsync).
     pub journal: Option<JournalSync>,
     /// Segments and sealed segments' indexes.
     pub files: Vec<Arc<File>>,
@@ -153,11 +162,10 @@ pub struct SyncTargets {
 impl SyncTargets {
     /// fsyncs every target. Blocking: run it off the actor's thread.
     ///
-    /// The journal goes first, then the directory, then the segments: the journal's entries
-    /// are on the device before the segments' fdatasync, whose cache flush a journal
-    /// write-back ([`JournalSync`]) relies on. A crash before that flush completes can leave a
-    /// batch without its entry; recovery finds it by its mark and cuts it (it was never
-    /// acknowledged).
+    /// The journal goes first, then the directory, then the segments. No order between the
+    /// journal and the segments is needed: an acknowledged idempotent batch's entry is durable
+    /// through its carrier batch in the segment; the journal file only saves recovery from
+    /// reading the log for it.
     pub fn sync(self) -> std::io::Result<()> {
         if let Some(journal) = self.journal {
             journal.sync()?;
@@ -241,7 +249,7 @@ impl PartitionLog {
             reserve: None,
             journal: None,
             journal_unsynced: false,
-            bytes_since_journal_bound: 0,
+            bytes_since_mark: 0,
             preallocate_step: 0,
         })
     }
@@ -249,10 +257,11 @@ impl PartitionLog {
     /// Reads the idempotency journal (if any) and returns the entries whose batches the log
     /// still holds, created at or after `oldest_ms`. Call once, after [`PartitionLog::open`].
     ///
-    /// Then cuts the log before the first marked batch (an idempotent request's) whose entry
-    /// the journal lost: the journal's entry and its batch become durable by the same flush,
-    /// so such a batch was never acknowledged, nor was anything after it; kept, a retry of
-    /// its request would append it a second time.
+    /// The journal file may lag the log (it is fsynced only at marks): the entries it lacks
+    /// are read from their carrier batches in the log after its last valid entry, and written
+    /// to it. A marked batch found there without its carrier right after it is cut, with
+    /// everything after it: the write of the pair was torn, so it was never acknowledged, and
+    /// kept without an entry, a retry of its request would append it a second time.
     pub fn load_idempotency(&mut self, oldest_ms: i64) -> Result<Vec<JournalEntry>, LogError> {
         let live = Liveness {
             log_start: self.start_offset(),
@@ -261,35 +270,90 @@ impl PartitionLog {
         };
         let load = IdempotencyJournal::load(&self.dir, live)?;
         self.journal = load.journal;
-        if let Some(from) = load.orphans_from {
-            if let Some(orphan) = self.first_marked_batch(from)? {
-                log::warn!(
-                    "{}: cut the log at offset {orphan} (was {}): an idempotent request's batch whose journal entry was lost in a crash (never acknowledged)",
-                    self.dir.display(),
-                    self.end_offset()
-                );
-                self.truncate_to(orphan)?;
-            }
+        let mut entries = load.entries;
+        let Some(from) = load.carried_from else {
+            return Ok(entries);
+        };
+        let carried = self.read_carried_entries(from)?;
+        if let Some(torn) = carried.torn_at {
+            log::warn!(
+                "{}: cut the log at offset {torn} (was {}): an idempotent request's batch without its journal entry after it (a torn write, never acknowledged)",
+                self.dir.display(),
+                self.end_offset()
+            );
+            self.truncate_to(torn)?;
         }
-        Ok(load.entries)
+        if !carried.entries.is_empty() {
+            log::info!(
+                "{}: {} idempotency entries read from the log into the journal",
+                self.dir.display(),
+                carried.entries.len()
+            );
+            if let Some(journal) = &mut self.journal {
+                journal.append_durably(&carried.entries)?;
+            }
+            entries.extend(carried.entries.into_iter().filter(|e| live.keeps(e)));
+        }
+        Ok(entries)
     }
 
-    /// The base offset of the first batch at or after `from` that carries an idempotent
-    /// request's mark (a producerId).
-    fn first_marked_batch(&mut self, from: Offset) -> Result<Option<Offset>, LogError> {
+    /// Reads the log from `from` for carrier batches (see
+    /// [`JournalEntry::carrier_batch`]): every marked batch must be followed by the carrier
+    /// of its entry.
+    fn read_carried_entries(&mut self, from: Offset) -> Result<CarriedEntries, LogError> {
         let from = from.max(self.start_offset());
         let first = self.segments.partition_point(|s| s.next_offset() <= from);
+        let mut entries = Vec::new();
+        // A marked batch whose carrier is still to come: (base offset, records, producerId).
+        let mut expecting: Option<(Offset, u32, i64)> = None;
         for segment in &mut self.segments[first..] {
-            if let Some(found) = segment.first_marked_batch(from)? {
-                return Ok(Some(found));
+            for batch in record_batch::batches(segment.bytes_from(from)?) {
+                let (header, bytes) = batch.map_err(LogError::InvalidBatch)?;
+                if header.base_offset < from {
+                    continue;
+                }
+                let carried = if header.is_control() {
+                    JournalEntry::from_carrier(bytes)
+                } else {
+                    None
+                };
+                match (expecting.take(), carried) {
+                    (Some((base, count, producer_id)), Some(entry))
+                        if (
+                            entry.base_offset,
+                            entry.record_count,
+                            entry.tag.producer_id(),
+                        ) == (base, count, producer_id) =>
+                    {
+                        entries.push(entry);
+                    }
+                    (Some((base, ..)), _) => {
+                        return Ok(CarriedEntries {
+                            entries,
+                            torn_at: Some(base),
+                        })
+                    }
+                    // The carrier of the batch whose entry ends the journal file.
+                    (None, Some(_)) => {}
+                    (None, None) => {
+                        if header.producer_id != record_batch::NO_PRODUCER_ID
+                            && !header.is_control()
+                        {
+                            let count = (header.last_offset_delta as u32).saturating_add(1);
+                            expecting = Some((header.base_offset, count, header.producer_id));
+                        }
+                    }
+                }
             }
         }
-        Ok(None)
+        Ok(CarriedEntries {
+            entries,
+            torn_at: expecting.map(|(base, ..)| base),
+        })
     }
 
-    /// Keeps the active segment's file up to two `step`s past its end (see [`Segment`]),
-    /// and the idempotency journal up to two
-    /// [`JOURNAL_STEP`](crate::idempotency::JOURNAL_STEP)s; 0 turns preallocation off. Only
+    /// Keeps the active segment's file up to two `step`s past its end (see [`Segment`]); 0
+    /// turns preallocation off. Only
     /// flushes reserve space, so it never happens with `flush = "os"`, where no fsync would
     /// gain from it.
     pub fn set_preallocation(&mut self, step: u64) {
@@ -351,9 +415,10 @@ impl PartitionLog {
         self.append_tagged(batch, None)
     }
 
-    /// [`PartitionLog::append`] for a batch of an idempotent request: its journal entry is
-    /// written first, and taken back if the batch cannot be written, so the journal never
-    /// names a batch the log does not hold.
+    /// [`PartitionLog::append`] for a batch of an idempotent request: the batch is followed
+    /// in the log by the carrier of its journal entry (a control batch taking one offset;
+    /// consumers never see it; the two in one write), so the entry is durable with the
+    /// batch, and the entry is added to the journal.
     pub fn append_tagged(
         &mut self,
         batch: &mut [u8],
@@ -365,28 +430,39 @@ impl PartitionLog {
                 "batch length does not match the buffer".into(),
             )));
         }
-        // Recovery cuts a marked batch it finds no entry for: a mark without an entry would
-        // be an acknowledged batch lost at the next start.
+        // Recovery cuts a marked batch not followed by its carrier: a mark on another batch
+        // would be an acknowledged batch lost at the next start.
         if (header.producer_id != record_batch::NO_PRODUCER_ID) != tag.is_some() {
             return Err(LogError::InvalidBatch(record_batch::BatchError::Malformed(
                 "a batch carries a producerId if and only if it is an idempotent request's".into(),
             )));
         }
-        if batch.len() as u64 > self.config.segment_bytes {
+        let base_offset = self.end_offset();
+        let entry = tag.map(|tag| JournalEntry {
+            tag: *tag,
+            base_offset,
+            record_count: (header.last_offset_delta as u32).saturating_add(1),
+        });
+        let mut carrier = entry.map(|e| e.carrier_batch(header.max_timestamp));
+        let total = batch.len() + carrier.as_ref().map_or(0, Vec::len);
+        if total as u64 > self.config.segment_bytes {
             return Err(LogError::BatchTooLarge {
-                size: batch.len(),
+                size: total,
                 limit: self.config.segment_bytes,
             });
         }
         if let Some(reserve) = &self.reserve {
-            reserve.claim(batch.len() as u64)?;
+            reserve.claim(total as u64)?;
         }
+        // The pair stays in one segment.
         if !self.active().is_empty()
-            && self.active().len() + batch.len() as u64 > self.config.segment_bytes
+            && self.active().len() + total as u64 > self.config.segment_bytes
         {
             self.roll()?;
         }
-        let base_offset = self.end_offset();
+        if entry.is_some() && self.journal.is_none() {
+            self.journal = Some(IdempotencyJournal::create(&self.dir, base_offset)?);
+        }
         segment::stamp(batch, base_offset);
         let header = BatchHeader {
             base_offset,
@@ -394,53 +470,28 @@ impl PartitionLog {
             ..header
         };
         let interval = self.config.index_interval_bytes;
-        if let Some(tag) = tag {
-            self.journal_append(JournalEntry {
-                tag: *tag,
-                base_offset,
-                record_count: (header.last_offset_delta as u32).saturating_add(1),
-            })?;
-        }
-        let appended = match self.active_mut().append(batch, &header, interval) {
-            Ok(appended) => appended,
-            Err(e) => {
-                if tag.is_some() {
-                    self.journal_take_back()?;
-                }
-                return Err(e);
+        let appended = match carrier.as_mut() {
+            None => self.active_mut().append(batch, &header, interval)?,
+            Some(carrier) => {
+                segment::stamp(carrier, header.last_offset() + 1);
+                let carrier_header = BatchHeader::parse(carrier).map_err(LogError::InvalidBatch)?;
+                let pair = [(&batch[..], &header), (&carrier[..], &carrier_header)];
+                self.active_mut().append_batches(&pair, interval)?
             }
         };
+        if let Some(entry) = entry {
+            let journal = self.journal.as_mut().expect("created above");
+            journal.append(&entry).map_err(|e| LogError::FailStopped {
+                reason: format!("cannot write the idempotency journal: {e}"),
+            })?;
+            self.journal_unsynced = true;
+        }
         let active_base = self.active().base_offset();
         if self.unsynced.last() != Some(&active_base) {
             self.unsynced.push(active_base);
         }
-        self.bytes_since_journal_bound = if tag.is_some() {
-            0
-        } else {
-            self.bytes_since_journal_bound + batch.len() as u64
-        };
+        self.bytes_since_mark += total as u64;
         Ok(appended)
-    }
-
-    fn journal_append(&mut self, entry: JournalEntry) -> Result<(), LogError> {
-        let journal = match &mut self.journal {
-            Some(journal) => journal,
-            None => self
-                .journal
-                .insert(IdempotencyJournal::create(&self.dir, entry.base_offset)?),
-        };
-        journal.append(&entry);
-        self.journal_unsynced = true;
-        Ok(())
-    }
-
-    /// Removes the entry just written; if that fails the journal may name a batch that is not
-    /// in the log, so the partition must stop taking writes.
-    fn journal_take_back(&mut self) -> Result<(), LogError> {
-        let journal = self.journal.as_mut().expect("an entry was just written");
-        journal.remove_last().map_err(|e| LogError::FailStopped {
-            reason: format!("cannot take back an idempotency journal entry: {e}"),
-        })
     }
 
     /// Starts a new active segment at the log end offset. The old one stays in `unsynced`
@@ -524,32 +575,21 @@ impl PartitionLog {
                 }
             }
         }
-        if self.bytes_since_journal_bound >= MARK_INTERVAL_BYTES {
+        let mut fsync_journal = false;
+        if self.bytes_since_mark >= MARK_INTERVAL_BYTES {
             let log_end = self.end_offset();
             if let Some(journal) = &mut self.journal {
-                journal.append(&JournalEntry::mark(log_end));
+                journal.append(&JournalEntry::mark(log_end))?;
                 self.journal_unsynced = true;
+                fsync_journal = true;
             }
-            self.bytes_since_journal_bound = 0;
+            self.bytes_since_mark = 0;
         }
         if std::mem::take(&mut self.journal_unsynced) {
-            if let Some(journal) = &mut self.journal {
-                // On the actor's thread, before the fsync: zeros written once per ~1,000
-                // idempotent batches, and never a race with the appends or the shutdown cut.
-                // The flush whose entries first reach them fdatasyncs the journal, which
-                // makes them durable blocks; later entries there need only a write-back.
-                let needed = journal.reserve_needed();
-                if self.preallocate_step > 0
-                    && needed > 0
-                    && self
-                        .reserve
-                        .as_ref()
-                        .is_none_or(|r| r.claim(needed).is_ok())
-                {
-                    journal.reserve(needed);
-                }
-                journal_file = Some(journal.sync_for_flush(!files.is_empty()));
-            }
+            journal_file = self
+                .journal
+                .as_mut()
+                .map(|journal| journal.for_flush(fsync_journal));
         }
         let dir = std::mem::take(&mut self.dir_unsynced).then(|| self.dir.clone());
         let (step, limit) = (self.preallocate_step, self.config.segment_bytes);
@@ -584,10 +624,7 @@ impl PartitionLog {
             files.push(log);
             files.push(index);
         }
-        let journal = self
-            .journal
-            .as_mut()
-            .map(IdempotencyJournal::sync_for_shutdown);
+        let journal = self.journal.as_mut().map(IdempotencyJournal::for_shutdown);
         Ok(SyncTargets {
             journal,
             files,

@@ -312,9 +312,23 @@ impl Segment {
         header: &BatchHeader,
         index_interval_bytes: u32,
     ) -> Result<AppendedBatch, LogError> {
-        debug_assert_eq!(header.base_offset, self.next_offset);
+        self.append_batches(&[(batch, header)], index_interval_bytes)
+    }
+
+    /// [`Segment::append`] of consecutive batches in one write (an idempotent request's batch
+    /// and the carrier of its journal entry): one system call, and on error neither is kept.
+    /// Returns where the first one went.
+    pub fn append_batches(
+        &mut self,
+        batches: &[(&[u8], &BatchHeader)],
+        index_interval_bytes: u32,
+    ) -> Result<AppendedBatch, LogError> {
         let position = self.len;
-        if let Err(e) = self.file.write_all_at(batch, position) {
+        let written = match batches {
+            [(batch, _)] => self.file.write_all_at(batch, position),
+            _ => write_all_vectored_at(&self.file, batches, position),
+        };
+        if let Err(e) = written {
             let err = LogError::io("writing segment", &self.path, e);
             self.preallocated_to = position;
             if let Err(cut) = self.file.set_len(position) {
@@ -325,20 +339,24 @@ impl Segment {
             }
             return Err(err);
         }
-        if self.bytes_since_index_entry >= u64::from(index_interval_bytes) && position > 0 {
-            // An index write failure costs lookup speed, not data: recovery rebuilds it.
-            if let Err(e) = self.index.append(header.base_offset, position) {
-                log::warn!("{e}; the index will be rebuilt at next start");
+        for (batch, header) in batches {
+            debug_assert_eq!(header.base_offset, self.next_offset);
+            if self.bytes_since_index_entry >= u64::from(index_interval_bytes) && self.len > 0 {
+                // An index write failure costs lookup speed, not data: recovery rebuilds it.
+                if let Err(e) = self.index.append(header.base_offset, self.len) {
+                    log::warn!("{e}; the index will be rebuilt at next start");
+                }
+                self.bytes_since_index_entry = 0;
             }
-            self.bytes_since_index_entry = 0;
+            self.bytes_since_index_entry += batch.len() as u64;
+            self.len += batch.len() as u64;
+            self.next_offset = header.last_offset() + 1;
+            self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
         }
-        self.bytes_since_index_entry += batch.len() as u64;
-        self.len += batch.len() as u64;
-        self.next_offset = header.last_offset() + 1;
-        self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
+        let first = batches[0].1;
         Ok(AppendedBatch {
-            base_offset: header.base_offset,
-            last_offset: header.last_offset(),
+            base_offset: first.base_offset,
+            last_offset: first.last_offset(),
             position,
         })
     }
@@ -408,17 +426,11 @@ impl Segment {
         Ok(())
     }
 
-    /// The base offset of the first batch at or after `from` that carries a producerId (an
-    /// idempotent request's mark). Reads only batch headers.
-    pub fn first_marked_batch(&mut self, from: Offset) -> Result<Option<Offset>, LogError> {
-        let (_, start) = self.index.lookup(from);
-        for batch in record_batch::batches(self.committed_from(start)?) {
-            let (header, _) = batch.map_err(LogError::InvalidBatch)?;
-            if header.base_offset >= from && header.producer_id != record_batch::NO_PRODUCER_ID {
-                return Ok(Some(header.base_offset));
-            }
-        }
-        Ok(None)
+    /// The committed bytes from the indexed batch at or before `offset` to the end: whole
+    /// batches, for [`record_batch::batches`]; the first ones may lie before `offset`.
+    pub fn bytes_from(&mut self, offset: Offset) -> Result<&[u8], LogError> {
+        let (_, start) = self.index.lookup(offset);
+        self.committed_from(start)
     }
 
     /// Cuts the segment so that it ends before the batch holding `offset`. Returns the new
@@ -516,6 +528,35 @@ impl Segment {
             _ => Ok(()),
         }
     }
+}
+
+/// `pwritev` of `batches` at `position`, finishing a short write with plain writes.
+fn write_all_vectored_at(
+    file: &File,
+    batches: &[(&[u8], &BatchHeader)],
+    position: u64,
+) -> std::io::Result<()> {
+    let slices: Vec<std::io::IoSlice<'_>> = batches
+        .iter()
+        .map(|(batch, _)| std::io::IoSlice::new(batch))
+        .collect();
+    let mut skip = loop {
+        match rustix::io::pwritev(file, &slices, position) {
+            Err(rustix::io::Errno::INTR) => continue,
+            result => break result?,
+        }
+    };
+    let mut at = position + skip as u64;
+    for (batch, _) in batches {
+        if skip >= batch.len() {
+            skip -= batch.len();
+            continue;
+        }
+        file.write_all_at(&batch[skip..], at)?;
+        at += (batch.len() - skip) as u64;
+        skip = 0;
+    }
+    Ok(())
 }
 
 /// The partition leader epoch rill stamps on every stored batch. rill is its partitions' only

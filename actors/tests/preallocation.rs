@@ -1,17 +1,14 @@
 //! Preallocated segment space (`[storage] preallocate_bytes`): flushes reserve space ahead of
-//! the active segment's end (and the idempotency journal's), files at rest end at their last
-//! batch (entry), and a stop that left the reserve behind (a crash) loses nothing and serves
-//! no zeros.
+//! the active segment's end, files at rest end at their last batch, and a stop that left the
+//! reserve behind (a crash) loses nothing and serves no zeros.
 
 mod common;
 
 use std::os::unix::fs::FileExt;
 
-use common::{batch, idempotent_batch, read_all, segment_files, small_config};
+use common::{batch, read_all, segment_files, small_config};
 use rill_actors::compression::Compression;
-use rill_actors::idempotency::{DigestKind, IdempotencyTag, ENTRY_BYTES, JOURNAL_STEP};
 use rill_actors::log::PartitionLog;
-use rill_actors::naming;
 
 const STEP: u64 = 4096;
 
@@ -188,110 +185,4 @@ fn a_sealed_segment_left_with_reserved_zeros_keeps_the_segments_after_it() {
         .iter()
         .enumerate()
         .all(|(i, r)| r.offset == i as i64));
-}
-
-fn tag(n: u64) -> IdempotencyTag {
-    IdempotencyTag {
-        key_hash: [(n % 251) as u8; 16],
-        body_digest: [(n % 241) as u8; 16],
-        digest_kind: DigestKind::Xxh3,
-        request_id: [0; 16],
-        created_ms: 1_700_000_000_000 + n as i64,
-    }
-}
-
-/// `entries` idempotent batches (one record each), a flush after every `flush_every`.
-fn journaled_log(dir: &std::path::Path, step: u64, entries: u64, flush_every: u64) -> PartitionLog {
-    let mut log = PartitionLog::open(dir, small_config(1 << 20)).unwrap();
-    log.set_preallocation(step);
-    log.load_idempotency(0).unwrap();
-    for n in 0..entries {
-        log.append_tagged(
-            &mut idempotent_batch(n, 1, 40, tag(n).producer_id()),
-            Some(&tag(n)),
-        )
-        .unwrap();
-        if (n + 1) % flush_every == 0 {
-            log.take_unsynced().unwrap().sync().unwrap();
-        }
-    }
-    log.take_unsynced().unwrap().sync().unwrap();
-    log
-}
-
-#[test]
-fn the_journal_keeps_one_to_two_steps_reserved_and_a_shutdown_cuts_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t-0");
-    let journal = naming::idempotency_journal_file(&path);
-    // Past one step, so the reserve has grown at least once after the first.
-    let entries = JOURNAL_STEP / ENTRY_BYTES as u64 + 100;
-    let mut log = journaled_log(&path, STEP, entries, 50);
-    // The journal opens with a mark (docs/FORMAT.md), then one entry per batch.
-    let len = (entries + 1) * ENTRY_BYTES as u64;
-    let on_disk = file_len(&journal);
-    assert!(
-        on_disk >= len + JOURNAL_STEP && on_disk <= len + 2 * JOURNAL_STEP,
-        "{on_disk} bytes on disk for {len} bytes of entries"
-    );
-    log.take_everything().unwrap().sync().unwrap();
-    assert_eq!(
-        file_len(&journal),
-        len,
-        "a clean stop ends at the last entry"
-    );
-    drop(log);
-    let mut log = PartitionLog::open(&path, small_config(1 << 20)).unwrap();
-    assert_eq!(log.load_idempotency(0).unwrap().len() as u64, entries);
-}
-
-#[test]
-fn a_crash_with_journal_space_reserved_keeps_every_entry_and_a_torn_one_is_cut() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t-0");
-    let journal = naming::idempotency_journal_file(&path);
-    let log = journaled_log(&path, STEP, 30, 7);
-    // Dropped without a shutdown flush, as after SIGKILL: the reserve stays.
-    drop(log);
-    let len = 31 * ENTRY_BYTES as u64;
-    assert!(file_len(&journal) > len);
-    // Part of a next entry landed in the reserved zeros before the crash.
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&journal)
-        .unwrap();
-    file.write_all_at(&[0xa5; ENTRY_BYTES / 2], len).unwrap();
-    drop(file);
-
-    let mut log = PartitionLog::open(&path, small_config(1 << 20)).unwrap();
-    let entries = log.load_idempotency(0).unwrap();
-    assert_eq!(file_len(&journal), len, "torn entry and zeros cut");
-    assert_eq!(entries.len(), 30);
-    for (n, entry) in entries.iter().enumerate() {
-        assert_eq!(entry.tag, tag(n as u64));
-        assert_eq!(entry.base_offset, n as i64);
-    }
-    // Appends go on after the kept entries.
-    log.append_tagged(
-        &mut idempotent_batch(30, 1, 40, tag(30).producer_id()),
-        Some(&tag(30)),
-    )
-    .unwrap();
-    log.take_everything().unwrap().sync().unwrap();
-    drop(log);
-    let mut log = PartitionLog::open(&path, small_config(1 << 20)).unwrap();
-    let entries = log.load_idempotency(0).unwrap();
-    assert_eq!(entries.len(), 31);
-    assert_eq!(entries[30].tag, tag(30));
-}
-
-#[test]
-fn step_zero_never_reserves_journal_space() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t-0");
-    let _log = journaled_log(&path, 0, 40, 3);
-    assert_eq!(
-        file_len(&naming::idempotency_journal_file(&path)),
-        41 * ENTRY_BYTES as u64
-    );
 }

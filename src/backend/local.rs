@@ -177,16 +177,23 @@ impl LocalBackend {
             if bytes.is_empty() {
                 break;
             }
+            let mut after = next;
             for batch in record_batch::batches(&bytes) {
-                let (_, batch) = batch.map_err(|e| corrupt(topic, partition, e))?;
+                let (header, batch) = batch.map_err(|e| corrupt(topic, partition, e))?;
+                after = after.max(header.last_offset() + 1);
+                // Control batches (an idempotent batch's journal entry) take an offset but
+                // are no records, as for Kafka's consumers.
+                if header.is_control() {
+                    continue;
+                }
                 let decoded =
                     record_batch::decode_batch(batch).map_err(|e| corrupt(topic, partition, e))?;
                 records.extend(decoded.into_iter().filter(|r| r.offset >= next));
             }
-            match records.last() {
-                Some(last) if last.offset >= next => next = last.offset + 1,
-                _ => break,
+            if after <= next {
+                break;
             }
+            next = after;
         }
         records.truncate(max_records);
         Ok(records)

@@ -65,7 +65,8 @@ pub fn record_value(tag: u64, i: usize, value_len: usize) -> Vec<u8> {
     value
 }
 
-/// Every record from `from` to the end of the log, decoded and CRC-checked.
+/// Every record from `from` to the end of the log, decoded and CRC-checked. Control batches
+/// (idempotency entries' carriers) are checked too but hold no records, as for a consumer.
 pub fn read_all(log: &mut PartitionLog, from: i64) -> Vec<Record> {
     let mut records = Vec::new();
     let mut offset = from;
@@ -74,15 +75,17 @@ pub fn read_all(log: &mut PartitionLog, from: i64) -> Vec<Record> {
         if bytes.is_empty() {
             return records;
         }
+        let mut next = offset;
         for batch in record_batch::batches(&bytes) {
-            let (_, batch) = batch.expect("whole batch");
-            for record in record_batch::decode_batch(batch).expect("batch decodes") {
-                if record.offset >= offset {
-                    records.push(record);
-                }
+            let (header, batch) = batch.expect("whole batch");
+            let decoded = record_batch::decode_batch(batch).expect("batch decodes");
+            next = next.max(header.last_offset() + 1);
+            if header.is_control() {
+                continue;
             }
+            records.extend(decoded.into_iter().filter(|r| r.offset >= offset));
         }
-        offset = records.last().map_or(offset, |r| r.offset + 1);
+        offset = next;
     }
 }
 
