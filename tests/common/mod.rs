@@ -808,6 +808,15 @@ pub fn test_kafka_dir() -> PathBuf {
     }
 }
 
+/// The directory of Apache Kafka's jars scripts/test fetched (`RILL_TEST_KAFKA_LIBS`), for
+/// running Kafka's own tools on rill's files.
+pub fn test_kafka_libs() -> PathBuf {
+    match std::env::var("RILL_TEST_KAFKA_LIBS") {
+        Ok(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => panic!("RILL_TEST_KAFKA_LIBS is not set: run the tests with scripts/test"),
+    }
+}
+
 /// Starts rill as a gateway to the Kafka cluster at `bootstrap`; `extra` may add `[[topics]]`,
 /// `[backend.kafka]` or other tables.
 pub fn spawn_gateway(bootstrap: &str, extra: &str) -> Broker {
