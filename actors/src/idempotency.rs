@@ -6,9 +6,9 @@
 //! control batch holding the entry ([`JournalEntry::carrier_batch`]), so the entry is
 //! durable exactly when its batch is, by the same segment write and fdatasync — an
 //! idempotent request costs no sync of its own. And in the journal file, the index a start
-//! reads instead of the log: written by the flushes (no fsync) and fsynced only at a mark
-//! (an entry with no batch, [`JournalEntry::mark`]), which a flush adds after every
-//! [`MARK_INTERVAL_BYTES`](crate::log::MARK_INTERVAL_BYTES) of log. A crash can leave the
+//! reads instead of the log: written 1,024 entries at a time (no fsync), and written up and
+//! fsynced at a mark (an entry with no batch, [`JournalEntry::mark`]), which a flush adds
+//! after every [`MARK_INTERVAL_BYTES`](crate::log::MARK_INTERVAL_BYTES) of log. A crash can leave the
 //! file behind the log; recovery reads the log's batches after the file's last valid entry,
 //! takes the entries their carriers hold, and cuts a marked batch (an idempotent request's
 //! data batch carries a producerId, [`IdempotencyTag::producer_id`]) whose carrier is
@@ -51,8 +51,8 @@ pub const ENTRY_BYTES: usize = 72;
 /// its clients skip control records of any type).
 pub const CARRIER_CONTROL_TYPE: i16 = 0x7269;
 
-/// Entries held in memory before the partition writes them itself rather than waiting for
-/// a flush (only `flush = "os"` gets there: flushes take them sooner).
+/// Entries held in memory before the partition writes them to the file (a flush with a mark
+/// writes them sooner). Nothing waits for the file: the entries are durable in the log.
 const UNWRITTEN_LIMIT: usize = 1024 * ENTRY_BYTES;
 
 /// How a tag's body digest was made.
@@ -238,20 +238,18 @@ pub struct IdempotencyJournal {
     /// Bytes of entries, those in `unwritten` included.
     len: u64,
     /// Entries appended since they were last taken: the last `unwritten.len()` bytes of
-    /// `len`, in memory until a flush (or the partition, past [`UNWRITTEN_LIMIT`]) writes
-    /// them.
+    /// `len`, in memory until a flush with a mark, or [`UNWRITTEN_LIMIT`], writes them.
     unwritten: Vec<u8>,
 }
 
-/// What a flush does with the journal: write the entries appended since the last flush, and
-/// fsync the file if the flush carries a mark (or is the shutdown's).
+/// What a flush with a mark (or the shutdown's) does with the journal: write the entries
+/// still in memory and fsync the file.
 #[derive(Debug)]
 pub struct JournalSync {
     file: Arc<File>,
-    /// The entries to write and the file position they go to. Written by the flush (one
-    /// `pwrite` per flush, not one per batch on the partition's thread).
+    /// The entries to write and the file position they go to, written from the flush's
+    /// thread.
     unwritten: Option<(u64, Vec<u8>)>,
-    fsync: bool,
 }
 
 impl JournalSync {
@@ -259,20 +257,12 @@ impl JournalSync {
         &self.file
     }
 
-    /// Whether this flush fsyncs the journal (otherwise it only writes to it).
-    pub fn is_fsync(&self) -> bool {
-        self.fsync
-    }
-
     /// Blocking.
     pub fn sync(self) -> std::io::Result<()> {
         if let Some((at, bytes)) = &self.unwritten {
             self.file.write_all_at(bytes, *at)?;
         }
-        if self.fsync {
-            self.file.sync_data()?;
-        }
-        Ok(())
+        self.file.sync_data()
     }
 }
 
@@ -392,10 +382,10 @@ impl IdempotencyJournal {
         })
     }
 
-    /// Adds one entry at the end, in memory: the partition's next flush writes it
-    /// ([`IdempotencyJournal::for_flush`]). Past [`UNWRITTEN_LIMIT`] of entries no flush
-    /// took (`flush = "os"` runs none), writes them now; an error there leaves the file
-    /// behind its entries for good, so the caller must fail-stop.
+    /// Adds one entry at the end, in memory; at [`UNWRITTEN_LIMIT`] writes what is in memory
+    /// (one `pwrite` per 1,024 entries rather than one per flush: they are durable in the log
+    /// already). An error leaves the file behind its entries for good, so the caller must
+    /// fail-stop.
     pub fn append(&mut self, entry: &JournalEntry) -> Result<(), LogError> {
         self.unwritten.extend_from_slice(&entry.encode());
         self.len += ENTRY_BYTES as u64;
@@ -416,7 +406,7 @@ impl IdempotencyJournal {
             self.unwritten.extend_from_slice(&entry.encode());
             self.len += ENTRY_BYTES as u64;
         }
-        self.for_shutdown()
+        self.for_mark()
             .sync()
             .map_err(|e| LogError::io("writing idempotency journal", &self.path, e))
     }
@@ -429,19 +419,13 @@ impl IdempotencyJournal {
         })
     }
 
-    /// What the flush about to run does with the journal: write the entries in memory, and
-    /// fsync the file if `fsync` (the flush carries a mark).
-    pub fn for_flush(&mut self, fsync: bool) -> JournalSync {
+    /// For a flush that carries a mark, and the shutdown's: every entry written, an
+    /// fdatasync.
+    pub fn for_mark(&mut self) -> JournalSync {
         JournalSync {
             file: Arc::clone(&self.file),
             unwritten: self.take_unwritten(),
-            fsync,
         }
-    }
-
-    /// The shutdown's flush: every entry written, an fdatasync.
-    pub fn for_shutdown(&mut self) -> JournalSync {
-        self.for_flush(true)
     }
 }
 
@@ -543,7 +527,7 @@ mod tests {
         ] {
             journal.append(&e).unwrap();
         }
-        journal.for_shutdown().sync().unwrap();
+        journal.for_mark().sync().unwrap();
         drop(journal);
         let path = naming::idempotency_journal_file(dir.path());
         let mut file = OpenOptions::new().append(true).open(&path).unwrap();
@@ -560,7 +544,7 @@ mod tests {
         // The entry cut at 26 is gone from the file, so a new batch at 26 gets its own.
         let mut journal = load.journal.unwrap();
         journal.append(&entry(7, 26, 2000)).unwrap();
-        journal.for_shutdown().sync().unwrap();
+        journal.for_mark().sync().unwrap();
         drop(journal);
         let load = IdempotencyJournal::load(dir.path(), live(10, 29, 500)).unwrap();
         assert_eq!(load.entries.len(), 3);
@@ -580,7 +564,7 @@ mod tests {
         ] {
             journal.append(&e).unwrap();
         }
-        journal.for_shutdown().sync().unwrap();
+        journal.for_mark().sync().unwrap();
         drop(journal);
         let load = IdempotencyJournal::load(dir.path(), live(0, 12, 500)).unwrap();
         assert_eq!(load.entries, vec![entry(3, 6, 1000)]);

@@ -40,8 +40,6 @@ pub struct PartitionLog {
     reserve: Option<Arc<DiskReserve>>,
     /// Created by the first idempotent append (or found at start).
     journal: Option<IdempotencyJournal>,
-    /// Whether the journal has entries no flush took yet.
-    journal_unsynced: bool,
     /// Bytes appended since the journal's last mark: past [`MARK_INTERVAL_BYTES`] a flush
     /// writes a mark and fsyncs the journal, which bounds recovery's reading of the log.
     bytes_since_mark: u64,
@@ -148,8 +146,8 @@ struct CarriedEntries {
 /// What a background flush must fsync to make everything appended so far durable.
 #[derive(Debug)]
 pub struct SyncTargets {
-    /// The idempotency journal's entries since the last flush, to write (and, at a mark,
-    /// fsync).
+    /// The idempotency journal, when the flush carries a mark: its entries to write and
+    /// fsync.
     pub journal: Option<JournalSync>,
     /// Segments and sealed segments' indexes.
     pub files: Vec<Arc<File>>,
@@ -248,7 +246,6 @@ impl PartitionLog {
             dir_unsynced,
             reserve: None,
             journal: None,
-            journal_unsynced: false,
             bytes_since_mark: 0,
             preallocate_step: 0,
         })
@@ -484,7 +481,6 @@ impl PartitionLog {
             journal.append(&entry).map_err(|e| LogError::FailStopped {
                 reason: format!("cannot write the idempotency journal: {e}"),
             })?;
-            self.journal_unsynced = true;
         }
         let active_base = self.active().base_offset();
         if self.unsynced.last() != Some(&active_base) {
@@ -575,21 +571,13 @@ impl PartitionLog {
                 }
             }
         }
-        let mut fsync_journal = false;
         if self.bytes_since_mark >= MARK_INTERVAL_BYTES {
             let log_end = self.end_offset();
             if let Some(journal) = &mut self.journal {
                 journal.append(&JournalEntry::mark(log_end))?;
-                self.journal_unsynced = true;
-                fsync_journal = true;
+                journal_file = Some(journal.for_mark());
             }
             self.bytes_since_mark = 0;
-        }
-        if std::mem::take(&mut self.journal_unsynced) {
-            journal_file = self
-                .journal
-                .as_mut()
-                .map(|journal| journal.for_flush(fsync_journal));
         }
         let dir = std::mem::take(&mut self.dir_unsynced).then(|| self.dir.clone());
         let (step, limit) = (self.preallocate_step, self.config.segment_bytes);
@@ -616,7 +604,6 @@ impl PartitionLog {
         self.active_mut().release_preallocation();
         self.unsynced.clear();
         self.dir_unsynced = false;
-        self.journal_unsynced = false;
         let mut files = Vec::with_capacity(self.segments.len() * 2 + 1);
         for segment in &mut self.segments {
             segment.write_index();
@@ -624,7 +611,7 @@ impl PartitionLog {
             files.push(log);
             files.push(index);
         }
-        let journal = self.journal.as_mut().map(IdempotencyJournal::for_shutdown);
+        let journal = self.journal.as_mut().map(IdempotencyJournal::for_mark);
         Ok(SyncTargets {
             journal,
             files,
@@ -634,7 +621,7 @@ impl PartitionLog {
     }
 
     pub fn has_unsynced(&self) -> bool {
-        !self.unsynced.is_empty() || self.dir_unsynced || self.journal_unsynced
+        !self.unsynced.is_empty() || self.dir_unsynced
     }
 
     /// Deletes whole sealed segments past retention (by age of their newest record, and by

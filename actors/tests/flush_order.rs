@@ -1,6 +1,6 @@
-//! What a flush hands `SyncTargets::sync`: the idempotency journal's new entries as `journal`
-//! (written, and fsynced only at a mark), the directory when files came or went, and the
-//! segments (a sealed one's index too) as `files`.
+//! What a flush hands `SyncTargets::sync`: the directory when files came or went, the
+//! segments (a sealed one's index too) as `files`, and the idempotency journal as `journal`
+//! only at a mark or shutdown (its entries are durable in the segments, in their carriers).
 
 mod common;
 
@@ -8,6 +8,7 @@ use std::os::unix::fs::MetadataExt;
 
 use common::{batch, idempotency_tag as tag, idempotent_batch, small_config};
 use rill_actors::compression::Compression;
+use rill_actors::idempotency::ENTRY_BYTES;
 use rill_actors::log::{PartitionLog, SyncTargets};
 use rill_actors::naming;
 
@@ -21,7 +22,7 @@ fn later_files(targets: &SyncTargets) -> Vec<u64> {
 }
 
 #[test]
-fn a_flush_takes_the_journals_entries_the_directory_and_the_segments() {
+fn a_flush_takes_the_directory_and_the_segments_and_the_journal_waits_for_a_mark() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t-0");
     // 2 KiB segments: the appends below roll, so the flush also syncs a sealed segment.
@@ -39,33 +40,34 @@ fn a_flush_takes_the_journals_entries_the_directory_and_the_segments() {
         .unwrap()
         .ino();
 
+    let journal_len = || {
+        std::fs::metadata(naming::idempotency_journal_file(&path))
+            .unwrap()
+            .len()
+    };
+
+    // The entries' carriers are in the segments; the journal file waits for a mark.
     let targets = log.take_unsynced().unwrap();
-    assert_eq!(
-        targets.journal.as_ref().map(|j| inode(j.file())),
-        Some(journal)
-    );
+    assert!(targets.journal.is_none());
     assert!(targets.dir.is_some(), "the rolled segments' names too");
     let later = later_files(&targets);
     assert!(later.len() > 1, "segments and a sealed index: {later:?}");
-    assert!(!later.contains(&journal), "the journal is not a segment");
-    assert!(
-        !targets.journal.as_ref().unwrap().is_fsync(),
-        "entries are written, not fsynced: their carriers in the segments make them durable"
-    );
     targets.sync().unwrap();
+    assert_eq!(journal_len(), ENTRY_BYTES as u64, "the opening mark only");
 
-    // A flush with no journal entry since the last one does not sync the journal.
+    // The shutdown flush, which syncs everything, writes and fsyncs the journal too.
     log.append(&mut batch(99, 4, 100, Compression::None))
         .unwrap();
-    assert!(log.take_unsynced().unwrap().journal.is_none());
-
-    // The shutdown flush, which syncs everything, fsyncs the journal too.
     let everything = log.take_everything().unwrap();
     assert_eq!(
         everything.journal.as_ref().map(|j| inode(j.file())),
         Some(journal)
     );
     assert!(!later_files(&everything).contains(&journal));
-    assert!(everything.journal.as_ref().unwrap().is_fsync());
     everything.sync().unwrap();
+    assert_eq!(
+        journal_len(),
+        7 * ENTRY_BYTES as u64,
+        "the mark and six entries"
+    );
 }
