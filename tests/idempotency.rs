@@ -553,3 +553,46 @@ fn after_a_crash_the_journal_is_caught_up_from_the_log_and_a_torn_batch_is_retri
         ["\"first\"", "\"second-a\"", "\"second-b\""]
     );
 }
+
+#[test]
+fn with_flush_os_acknowledged_keyed_records_survive_a_process_crash() {
+    // flush = "os" acknowledges from the page cache, which a SIGKILL keeps: so must the
+    // idempotency state be kept. (Before entries were carried in the log, they waited in
+    // memory for a flush that "os" never runs, and the next start cut these batches.)
+    let mut broker =
+        spawn_broker("[storage]\nflush = \"os\"\n[[topics]]\nname = \"audit\"\npartitions = 1\n");
+    let mut answers = Vec::new();
+    for n in 0..3 {
+        let body = json!({"records": [{"value": format!("v{n}")}]});
+        let res = broker
+            .post("/api/topics/audit/produce")
+            .header("Idempotency-Key", format!("k{n}"))
+            .json(&body)
+            .send()
+            .unwrap();
+        let (status, answer) = status_json(res);
+        assert_eq!(status, 200, "{answer}");
+        answers.push((body, answer));
+    }
+    broker.kill();
+    let broker = broker.restart();
+    assert_eq!(
+        read_values(&broker, "audit", 0),
+        ["\"v0\"", "\"v1\"", "\"v2\""]
+    );
+    for (n, (body, first)) in answers.iter().enumerate() {
+        let res = broker
+            .post("/api/topics/audit/produce")
+            .header("Idempotency-Key", format!("k{n}"))
+            .json(body)
+            .send()
+            .unwrap();
+        let (status, again) = status_json(res);
+        assert_eq!((status, &again), (200, first), "request {n}, retried");
+    }
+    assert_eq!(
+        read_values(&broker, "audit", 0).len(),
+        3,
+        "nothing appended twice"
+    );
+}
