@@ -11,7 +11,7 @@ mod common;
 use common::{batch, idempotency_tag as tag, idempotent_batch, read_all, small_config};
 use rill_actors::compression::Compression;
 use rill_actors::error::LogError;
-use rill_actors::idempotency::{JournalEntry, ENTRY_BYTES};
+use rill_actors::idempotency::{IdempotencyTag, JournalEntry, ENTRY_BYTES};
 use rill_actors::log::{PartitionLog, MARK_INTERVAL_BYTES};
 use rill_actors::naming;
 use rill_actors::record_batch;
@@ -47,6 +47,20 @@ fn reopen(path: &std::path::Path) -> (PartitionLog, Vec<JournalEntry>) {
     (log, entries)
 }
 
+/// A new empty log (segments of `segment_bytes`) in a temporary directory, its journal loaded.
+fn fresh_log(segment_bytes: u64) -> (tempfile::TempDir, std::path::PathBuf, PartitionLog) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    let mut log = PartitionLog::open(&path, small_config(segment_bytes)).unwrap();
+    log.load_idempotency(0).unwrap();
+    (dir, path, log)
+}
+
+/// Each entry's tag and base offset.
+fn tags_at(entries: &[JournalEntry]) -> Vec<(IdempotencyTag, i64)> {
+    entries.iter().map(|e| (e.tag, e.base_offset)).collect()
+}
+
 fn single_segment(path: &std::path::Path) -> std::path::PathBuf {
     let segments = common::segment_files(path);
     assert_eq!(segments.len(), 1);
@@ -55,10 +69,7 @@ fn single_segment(path: &std::path::Path) -> std::path::PathBuf {
 
 #[test]
 fn a_carrier_takes_one_offset_after_its_batch_and_holds_the_entry() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t-0");
-    let mut log = PartitionLog::open(&path, small_config(1 << 20)).unwrap();
-    log.load_idempotency(0).unwrap();
+    let (_dir, _, mut log) = fresh_log(1 << 20);
     append_idempotent(&mut log, 1, 3); // 0..3, carrier at 3
     log.append(&mut batch(2, 2, 40, Compression::None)).unwrap(); // 4..6
     assert_eq!(log.end_offset(), 6);
@@ -92,10 +103,7 @@ fn a_carrier_takes_one_offset_after_its_batch_and_holds_the_entry() {
 
 #[test]
 fn entries_the_journal_file_lost_are_read_back_from_their_carriers() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t-0");
-    let mut log = PartitionLog::open(&path, small_config(1 << 20)).unwrap();
-    log.load_idempotency(0).unwrap();
+    let (_dir, path, mut log) = fresh_log(1 << 20);
     log.append(&mut batch(1, 3, 40, Compression::None)).unwrap(); // 0..3
     append_idempotent(&mut log, 2, 3); // 3..6, carrier 6
     log.take_unsynced().unwrap().sync().unwrap();
@@ -109,7 +117,7 @@ fn entries_the_journal_file_lost_are_read_back_from_their_carriers() {
 
     let (mut log, entries) = reopen(&path);
     assert_eq!(log.end_offset(), 14, "nothing cut");
-    let found: Vec<_> = entries.iter().map(|e| (e.tag, e.base_offset)).collect();
+    let found = tags_at(&entries);
     assert_eq!(found, vec![(tag(2), 3), (tag(3), 7)]);
     assert_eq!(read_all(&mut log, 0).len(), 12);
     assert_eq!(journal_entries(&path), 3, "written back into the file");
@@ -123,10 +131,7 @@ fn entries_the_journal_file_lost_are_read_back_from_their_carriers() {
 #[test]
 fn a_journal_file_with_a_hole_is_read_to_the_hole_and_the_rest_comes_from_the_log() {
     // The kernel wrote a later page of the journal back but not an earlier one.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t-0");
-    let mut log = PartitionLog::open(&path, small_config(1 << 20)).unwrap();
-    log.load_idempotency(0).unwrap();
+    let (_dir, path, mut log) = fresh_log(1 << 20);
     for n in 0..30u8 {
         append_idempotent(&mut log, n, 1);
     }
@@ -140,17 +145,14 @@ fn a_journal_file_with_a_hole_is_read_to_the_hole_and_the_rest_comes_from_the_lo
 
     let (log, entries) = reopen(&path);
     assert_eq!(log.end_offset(), 60);
-    let found: Vec<_> = entries.iter().map(|e| (e.tag, e.base_offset)).collect();
+    let found = tags_at(&entries);
     let expected: Vec<_> = (0..30u8).map(|n| (tag(n), 2 * i64::from(n))).collect();
     assert_eq!(found, expected);
 }
 
 #[test]
 fn a_marked_batch_whose_carrier_was_torn_off_is_cut() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t-0");
-    let mut log = PartitionLog::open(&path, small_config(1 << 20)).unwrap();
-    log.load_idempotency(0).unwrap();
+    let (_dir, path, mut log) = fresh_log(1 << 20);
     log.append(&mut batch(1, 3, 40, Compression::None)).unwrap(); // 0..3
     append_idempotent(&mut log, 2, 3); // 3..6, carrier 6
     let log_bytes = log.size_bytes();
@@ -220,10 +222,7 @@ fn carried_entries_are_read_across_segments() {
 
 #[test]
 fn the_log_takes_a_producer_id_exactly_on_idempotent_batches() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t-0");
-    let mut log = PartitionLog::open(&path, small_config(1 << 20)).unwrap();
-    log.load_idempotency(0).unwrap();
+    let (_dir, path, mut log) = fresh_log(1 << 20);
     let marked_untagged = log.append(&mut idempotent_batch(1, 2, 40, 7));
     assert!(
         matches!(marked_untagged, Err(LogError::InvalidBatch(_))),
@@ -243,10 +242,7 @@ fn the_log_takes_a_producer_id_exactly_on_idempotent_batches() {
 
 #[test]
 fn a_mark_after_every_interval_is_the_only_flush_that_writes_and_fsyncs_the_journal() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t-0");
-    let mut log = PartitionLog::open(&path, small_config(256 << 20)).unwrap();
-    log.load_idempotency(0).unwrap();
+    let (_dir, path, mut log) = fresh_log(256 << 20);
     let mut appended = 0;
     let mut with_journal = Vec::new();
     let mut flushes = 0;
@@ -284,10 +280,7 @@ fn a_mark_after_every_interval_is_the_only_flush_that_writes_and_fsyncs_the_jour
 fn batches_appended_after_the_last_flush_keep_their_entries_through_their_carriers() {
     // Entries are written by the flush; a process killed before it leaves the batches and
     // their carriers in the page cache, and the entries are read back from them.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t-0");
-    let mut log = PartitionLog::open(&path, small_config(1 << 20)).unwrap();
-    log.load_idempotency(0).unwrap();
+    let (_dir, path, mut log) = fresh_log(1 << 20);
     append_idempotent(&mut log, 1, 2); // 0..2, carrier 2
     log.take_unsynced().unwrap().sync().unwrap();
     log.append(&mut batch(2, 2, 40, Compression::None)).unwrap(); // 3..5
@@ -296,17 +289,14 @@ fn batches_appended_after_the_last_flush_keep_their_entries_through_their_carrie
     drop(log);
     let (log, entries) = reopen(&path);
     assert_eq!(log.end_offset(), 10);
-    let found: Vec<_> = entries.iter().map(|e| (e.tag, e.base_offset)).collect();
+    let found = tags_at(&entries);
     assert_eq!(found, vec![(tag(1), 0), (tag(3), 5)]);
 }
 
 #[test]
 fn entries_are_written_to_the_file_1024_at_a_time() {
     // Between marks, the file is written only when 1,024 entries wait in memory.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t-0");
-    let mut log = PartitionLog::open(&path, small_config(64 << 20)).unwrap();
-    log.load_idempotency(0).unwrap();
+    let (_dir, path, mut log) = fresh_log(64 << 20);
     for n in 0..2000u32 {
         append_idempotent(&mut log, (n % 251) as u8, 1);
     }
