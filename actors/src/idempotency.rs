@@ -132,15 +132,20 @@ impl JournalEntry {
     }
 
     /// The control batch that carries this entry in the log, right after the entry's batch:
-    /// the entry's 72 bytes as the value of a control record of type
-    /// [`CARRIER_CONTROL_TYPE`], stamped with the batch's `max_timestamp` so that it changes
-    /// nothing the time index says. Base offset 0 until the log stamps it.
-    pub fn carrier_batch(&self, max_timestamp: i64) -> Vec<u8> {
+    /// the entry's 72 bytes (`encoded`, what [`JournalEntry::encode`] gave) as the value of a
+    /// control record of type [`CARRIER_CONTROL_TYPE`], marked with the batch's producerId
+    /// and stamped with its `max_timestamp` so that it changes nothing the time index says.
+    /// Base offset 0 until the log stamps it.
+    pub fn carrier_batch(
+        encoded: &[u8; ENTRY_BYTES],
+        producer_id: i64,
+        max_timestamp: i64,
+    ) -> Vec<u8> {
         record_batch::encode_control_batch(
-            self.tag.producer_id(),
+            producer_id,
             max_timestamp,
             CARRIER_CONTROL_TYPE,
-            &self.encode(),
+            encoded,
         )
     }
 
@@ -387,7 +392,13 @@ impl IdempotencyJournal {
     /// already). An error leaves the file behind its entries for good, so the caller must
     /// fail-stop.
     pub fn append(&mut self, entry: &JournalEntry) -> Result<(), LogError> {
-        self.unwritten.extend_from_slice(&entry.encode());
+        self.append_encoded(&entry.encode())
+    }
+
+    /// [`IdempotencyJournal::append`] of an entry already encoded (the carrier holds the same
+    /// bytes).
+    pub fn append_encoded(&mut self, encoded: &[u8; ENTRY_BYTES]) -> Result<(), LogError> {
+        self.unwritten.extend_from_slice(encoded);
         self.len += ENTRY_BYTES as u64;
         if self.unwritten.len() >= UNWRITTEN_LIMIT {
             if let Some((at, bytes)) = self.take_unwritten() {
@@ -604,7 +615,8 @@ mod tests {
     #[test]
     fn a_carrier_holds_its_entry_and_never_a_mark() {
         let e = entry(9, 40, 1_700_000_000_000);
-        let carrier = e.carrier_batch(1_700_000_000_500);
+        let carrier =
+            JournalEntry::carrier_batch(&e.encode(), e.tag.producer_id(), 1_700_000_000_500);
         let header = record_batch::verify(&carrier).unwrap();
         assert_eq!(carrier.len(), 146, "docs/FORMAT.md gives its bytes");
         assert_eq!(header.producer_id, e.tag.producer_id());

@@ -435,12 +435,18 @@ impl PartitionLog {
             )));
         }
         let base_offset = self.end_offset();
-        let entry = tag.map(|tag| JournalEntry {
-            tag: *tag,
-            base_offset,
-            record_count: (header.last_offset_delta as u32).saturating_add(1),
+        // Encoded once: the carrier and the journal file hold the same 72 bytes.
+        let entry = tag.map(|tag| {
+            let entry = JournalEntry {
+                tag: *tag,
+                base_offset,
+                record_count: (header.last_offset_delta as u32).saturating_add(1),
+            };
+            (entry.encode(), tag.producer_id())
         });
-        let mut carrier = entry.map(|e| e.carrier_batch(header.max_timestamp));
+        let mut carrier = entry.as_ref().map(|(encoded, producer_id)| {
+            JournalEntry::carrier_batch(encoded, *producer_id, header.max_timestamp)
+        });
         let total = batch.len() + carrier.as_ref().map_or(0, Vec::len);
         if total as u64 > self.config.segment_bytes {
             return Err(LogError::BatchTooLarge {
@@ -476,11 +482,13 @@ impl PartitionLog {
                 self.active_mut().append_batches(&pair, interval)?
             }
         };
-        if let Some(entry) = entry {
+        if let Some((encoded, _)) = &entry {
             let journal = self.journal.as_mut().expect("created above");
-            journal.append(&entry).map_err(|e| LogError::FailStopped {
-                reason: format!("cannot write the idempotency journal: {e}"),
-            })?;
+            journal
+                .append_encoded(encoded)
+                .map_err(|e| LogError::FailStopped {
+                    reason: format!("cannot write the idempotency journal: {e}"),
+                })?;
         }
         let active_base = self.active().base_offset();
         if self.unsynced.last() != Some(&active_base) {
