@@ -7,7 +7,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{batch, read_all, small_config};
+use common::{batch, idempotency_tag, idempotent_batch, read_all, small_config};
 use rill_actors::compression::Compression;
 use rill_actors::error::LogError;
 use rill_actors::log::PartitionLog;
@@ -81,4 +81,49 @@ fn disk_full_is_an_error_and_appends_resume_after_space_is_freed() {
     let mut log = PartitionLog::open(&path, config).unwrap();
     assert_eq!(log.end_offset(), acked + 10);
     assert_eq!(read_all(&mut log, 0).len() as i64, acked + 10);
+}
+
+#[test]
+fn a_full_disk_never_keeps_an_idempotent_batch_without_its_carrier() {
+    // A batch and the carrier of its journal entry go in one write: on a full disk either
+    // both are kept or neither (a short write is cut back), so every acknowledged entry is
+    // found again at the next start and nothing is cut as torn.
+    let dir = tempfile::tempdir().unwrap();
+    let _tmpfs = Tmpfs::mount(dir.path(), "512k");
+    let filler = dir.path().join("filler");
+    std::fs::write(&filler, vec![7u8; 300 * 1024]).unwrap();
+
+    let path = dir.path().join("full-0");
+    let config = small_config(16 << 20);
+    let mut log = PartitionLog::open(&path, config.clone()).unwrap();
+    log.load_idempotency(0).unwrap();
+    let mut acked = Vec::new();
+    let mut full_errors = 0;
+    for n in 0..10_000u64 {
+        let t = idempotency_tag((n % 251) as u8);
+        match log.append_tagged(&mut idempotent_batch(n, 10, 100, t.producer_id()), Some(&t)) {
+            Ok(ack) => acked.push(ack.base_offset),
+            Err(LogError::DiskFull { .. }) => {
+                full_errors += 1;
+                if full_errors > 3 {
+                    break;
+                }
+            }
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+    assert!(full_errors > 0, "the disk never filled");
+    assert!(!acked.is_empty());
+    let expected: Vec<i64> = (0..acked.len() as i64).map(|i| i * 11).collect();
+    assert_eq!(acked, expected, "each batch and its carrier: 11 offsets");
+    assert_eq!(log.end_offset(), acked.len() as i64 * 11);
+    drop(log);
+
+    std::fs::remove_file(&filler).unwrap();
+    let mut log = PartitionLog::open(&path, config).unwrap();
+    let entries = log.load_idempotency(0).unwrap();
+    let bases: Vec<i64> = entries.iter().map(|e| e.base_offset).collect();
+    assert_eq!(bases, acked, "every entry, from the carriers");
+    assert_eq!(log.end_offset(), acked.len() as i64 * 11, "nothing cut");
+    assert_eq!(read_all(&mut log, 0).len(), acked.len() * 10);
 }
