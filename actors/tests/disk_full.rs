@@ -35,74 +35,38 @@ impl Drop for Tmpfs {
     }
 }
 
-#[test]
-fn disk_full_is_an_error_and_appends_resume_after_space_is_freed() {
-    let dir = tempfile::tempdir().unwrap();
-    let _tmpfs = Tmpfs::mount(dir.path(), "512k");
-    let filler = dir.path().join("filler");
-    std::fs::write(&filler, vec![7u8; 300 * 1024]).unwrap();
-
-    let path = dir.path().join("full-0");
-    let config = small_config(16 << 20);
-    let mut log = PartitionLog::open(&path, config.clone()).unwrap();
-    let mut acked = 0i64;
-    let mut full_errors = 0;
-    for tag in 0..10_000 {
-        match log.append(&mut batch(tag, 10, 100, Compression::None)) {
-            Ok(ack) => {
-                assert_eq!(ack.base_offset, acked);
-                acked += 10;
-            }
-            Err(LogError::DiskFull { .. }) => {
-                full_errors += 1;
-                if full_errors > 3 {
-                    break;
-                }
-            }
-            Err(other) => panic!("unexpected error {other}"),
-        }
-    }
-    assert!(full_errors > 0, "the disk never filled");
-    assert!(acked > 0);
-    assert_eq!(
-        log.end_offset(),
-        acked,
-        "failed appends left no offsets behind"
-    );
-    assert_eq!(read_all(&mut log, 0).len() as i64, acked);
-
-    std::fs::remove_file(&filler).unwrap();
-    let ack = log
-        .append(&mut batch(1 << 40, 10, 100, Compression::None))
-        .expect("append succeeds once space is free");
-    assert_eq!(ack.base_offset, acked);
-    drop(log);
-
-    let mut log = PartitionLog::open(&path, config).unwrap();
-    assert_eq!(log.end_offset(), acked + 10);
-    assert_eq!(read_all(&mut log, 0).len() as i64, acked + 10);
+/// A 512 KiB tmpfs with 300 KiB of it taken by a file, and where a log goes on it. Fields
+/// drop in order: the tmpfs is unmounted before its directory is removed.
+struct FullDisk {
+    _tmpfs: Tmpfs,
+    _dir: tempfile::TempDir,
+    filler: std::path::PathBuf,
+    path: std::path::PathBuf,
 }
 
-#[test]
-fn a_full_disk_never_keeps_an_idempotent_batch_without_its_carrier() {
-    // A batch and the carrier of its journal entry go in one write: on a full disk either
-    // both are kept or neither (a short write is cut back), so every acknowledged entry is
-    // found again at the next start and nothing is cut as torn.
-    let dir = tempfile::tempdir().unwrap();
-    let _tmpfs = Tmpfs::mount(dir.path(), "512k");
-    let filler = dir.path().join("filler");
-    std::fs::write(&filler, vec![7u8; 300 * 1024]).unwrap();
+impl FullDisk {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let tmpfs = Tmpfs::mount(dir.path(), "512k");
+        let filler = dir.path().join("filler");
+        std::fs::write(&filler, vec![7u8; 300 * 1024]).unwrap();
+        Self {
+            _tmpfs: tmpfs,
+            filler,
+            path: dir.path().join("full-0"),
+            _dir: dir,
+        }
+    }
+}
 
-    let path = dir.path().join("full-0");
-    let config = small_config(16 << 20);
-    let mut log = PartitionLog::open(&path, config.clone()).unwrap();
-    log.load_idempotency(0).unwrap();
+/// Calls `append(n)` for n = 0, 1, … until the disk has refused four times; returns the base
+/// offsets acknowledged. Any other error fails the test.
+fn append_until_full(mut append: impl FnMut(u64) -> Result<i64, LogError>) -> Vec<i64> {
     let mut acked = Vec::new();
     let mut full_errors = 0;
-    for n in 0..10_000u64 {
-        let t = idempotency_tag((n % 251) as u8);
-        match log.append_tagged(&mut idempotent_batch(n, 10, 100, t.producer_id()), Some(&t)) {
-            Ok(ack) => acked.push(ack.base_offset),
+    for n in 0..10_000 {
+        match append(n) {
+            Ok(base_offset) => acked.push(base_offset),
             Err(LogError::DiskFull { .. }) => {
                 full_errors += 1;
                 if full_errors > 3 {
@@ -114,13 +78,63 @@ fn a_full_disk_never_keeps_an_idempotent_batch_without_its_carrier() {
     }
     assert!(full_errors > 0, "the disk never filled");
     assert!(!acked.is_empty());
+    acked
+}
+
+#[test]
+fn disk_full_is_an_error_and_appends_resume_after_space_is_freed() {
+    let disk = FullDisk::new();
+    let (filler, path) = (&disk.filler, &disk.path);
+    let config = small_config(16 << 20);
+    let mut log = PartitionLog::open(path, config.clone()).unwrap();
+    let bases = append_until_full(|n| {
+        log.append(&mut batch(n, 10, 100, Compression::None))
+            .map(|ack| ack.base_offset)
+    });
+    let expected: Vec<i64> = (0..bases.len() as i64).map(|i| i * 10).collect();
+    assert_eq!(bases, expected);
+    let acked = bases.len() as i64 * 10;
+    assert_eq!(
+        log.end_offset(),
+        acked,
+        "failed appends left no offsets behind"
+    );
+    assert_eq!(read_all(&mut log, 0).len() as i64, acked);
+
+    std::fs::remove_file(filler).unwrap();
+    let ack = log
+        .append(&mut batch(1 << 40, 10, 100, Compression::None))
+        .expect("append succeeds once space is free");
+    assert_eq!(ack.base_offset, acked);
+    drop(log);
+
+    let mut log = PartitionLog::open(path, config).unwrap();
+    assert_eq!(log.end_offset(), acked + 10);
+    assert_eq!(read_all(&mut log, 0).len() as i64, acked + 10);
+}
+
+#[test]
+fn a_full_disk_never_keeps_an_idempotent_batch_without_its_carrier() {
+    // A batch and the carrier of its journal entry go in one write: on a full disk either
+    // both are kept or neither (a short write is cut back), so every acknowledged entry is
+    // found again at the next start and nothing is cut as torn.
+    let disk = FullDisk::new();
+    let (filler, path) = (&disk.filler, &disk.path);
+    let config = small_config(16 << 20);
+    let mut log = PartitionLog::open(path, config.clone()).unwrap();
+    log.load_idempotency(0).unwrap();
+    let acked = append_until_full(|n| {
+        let t = idempotency_tag((n % 251) as u8);
+        log.append_tagged(&mut idempotent_batch(n, 10, 100, t.producer_id()), Some(&t))
+            .map(|ack| ack.base_offset)
+    });
     let expected: Vec<i64> = (0..acked.len() as i64).map(|i| i * 11).collect();
     assert_eq!(acked, expected, "each batch and its carrier: 11 offsets");
     assert_eq!(log.end_offset(), acked.len() as i64 * 11);
     drop(log);
 
-    std::fs::remove_file(&filler).unwrap();
-    let mut log = PartitionLog::open(&path, config).unwrap();
+    std::fs::remove_file(filler).unwrap();
+    let mut log = PartitionLog::open(path, config).unwrap();
     let entries = log.load_idempotency(0).unwrap();
     let bases: Vec<i64> = entries.iter().map(|e| e.base_offset).collect();
     assert_eq!(bases, acked, "every entry, from the carriers");
