@@ -414,8 +414,7 @@ impl IdempotencyJournal {
     /// so the next start finds them in it.
     pub fn append_durably(&mut self, entries: &[JournalEntry]) -> Result<(), LogError> {
         for entry in entries {
-            self.unwritten.extend_from_slice(&entry.encode());
-            self.len += ENTRY_BYTES as u64;
+            self.append(entry)?;
         }
         self.for_mark()
             .sync()
