@@ -24,8 +24,8 @@ use sha2::{Digest, Sha256};
 /// The longest `Idempotency-Key` accepted.
 pub const MAX_KEY_LEN: usize = 255;
 
-/// Most keys the table makes room for when it is created (about 120 MB of address space);
-/// past it, it grows as keys arrive.
+/// Most keys the table makes room for when it is created (about 140 MB of address space for
+/// the map and the order queue); past it, it grows as keys arrive.
 const PREALLOCATED_KEYS_CAP: usize = 1 << 20;
 
 /// Where one batch of an idempotent request landed.
