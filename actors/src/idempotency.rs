@@ -8,11 +8,11 @@
 //! idempotent request costs no sync of its own. And in the journal file, the index a start
 //! reads instead of the log: written 1,024 entries at a time (no fsync), and written up and
 //! fsynced at a mark (an entry with no batch, [`JournalEntry::mark`]), which a flush adds
-//! after every [`MARK_INTERVAL_BYTES`](crate::log::MARK_INTERVAL_BYTES) of log. A crash can leave the
-//! file behind the log; recovery reads the log's batches after the file's last valid entry,
-//! takes the entries their carriers hold, and cuts a marked batch (an idempotent request's
-//! data batch carries a producerId, [`IdempotencyTag::producer_id`]) whose carrier is
-//! missing: the write of the pair was torn, so it was never acknowledged.
+//! after every [`MARK_INTERVAL_BYTES`](crate::log::MARK_INTERVAL_BYTES) of log. A crash can
+//! leave the file behind the log; recovery reads the log's batches after the file's last
+//! valid entry, takes the entries their carriers hold, and cuts a marked batch (an idempotent
+//! request's data batch carries a producerId, [`IdempotencyTag::producer_id`]) whose carrier
+//! is missing: the write of the pair was torn, so it was never acknowledged.
 //!
 //! File `idempotency.journal` in the partition directory: fixed 72-byte entries, each
 //!
