@@ -1,20 +1,26 @@
 //! Every message the actors exchange, in one place: small structs whose `rtype` is the answer.
 
 use actix::Message;
+use tokio::sync::oneshot;
 
 use crate::error::LogError;
 use crate::idempotency::IdempotencyTag;
 use crate::types::Offset;
 
-/// Append one batch (built with base offset 0, CRC already computed) to a partition.
+/// Append one batch (built with base offset 0, CRC already computed) to a partition. Sent
+/// with [`crate::partition::append`].
 ///
-/// Answered once the batch is in the log and — under `flush = "always"` — on disk.
+/// Answered on `reply` once the batch is in the log and — under `flush = "always"` — on disk.
+/// The answer travels on the message's own channel rather than as the handler's result: a
+/// handler's deferred result is a task on the actor's thread, so every acknowledgement would
+/// wake that thread on its way from the flush to the request.
 #[derive(Message)]
-#[rtype(result = "Result<AppendAck, LogError>")]
+#[rtype(result = "()")]
 pub struct Append {
     pub batch: Vec<u8>,
     /// Set for a batch of an idempotent request: journaled with it (see `idempotency`).
     pub tag: Option<IdempotencyTag>,
+    pub reply: oneshot::Sender<Result<AppendAck, LogError>>,
 }
 
 /// Where an appended batch landed.

@@ -185,20 +185,41 @@ impl Actor for PartitionActor {
 }
 
 impl Handler<Append> for PartitionActor {
-    type Result = ResponseFuture<Result<AppendAck, LogError>>;
+    type Result = ();
 
-    fn handle(&mut self, msg: Append, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Append, ctx: &mut Self::Context) {
         let result = self.append(msg.batch, msg.tag.as_ref());
         match (result, self.flush_policy()) {
             (Ok(ack), FlushPolicy::Always) => {
-                let (reply, answer) = oneshot::channel();
-                self.waiting.push_back((ack, reply));
+                self.waiting.push_back((ack, msg.reply));
                 self.start_flush(ctx);
-                Box::pin(async move { answer.await.unwrap_or(Err(LogError::ShutDown)) })
             }
-            (result, _) => Box::pin(std::future::ready(result)),
+            (result, _) => {
+                let _ = msg.reply.send(result);
+            }
         }
     }
+}
+
+/// Appends `batch` to the partition behind `partition` and waits for the answer.
+pub async fn append(
+    partition: &Addr<PartitionActor>,
+    batch: Vec<u8>,
+    tag: Option<IdempotencyTag>,
+) -> Result<AppendAck, LogError> {
+    let (reply, answer) = oneshot::channel();
+    let message = Append { batch, tag, reply };
+    // `try_send` takes the message without a channel for the handler's `()`. It refuses only
+    // when this sender was parked by a full mailbox; then `send` waits for room.
+    match partition.try_send(message) {
+        Ok(()) => {}
+        Err(SendError::Full(message)) => partition
+            .send(message)
+            .await
+            .map_err(|_| LogError::ShutDown)?,
+        Err(SendError::Closed(_)) => return Err(LogError::ShutDown),
+    }
+    answer.await.unwrap_or(Err(LogError::ShutDown))
 }
 
 impl Handler<Read> for PartitionActor {

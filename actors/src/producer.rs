@@ -13,7 +13,7 @@ use futures_util::future::join_all;
 
 use crate::error::LogError;
 use crate::idempotency::IdempotencyTag;
-use crate::messages::{Append, AppendAck};
+use crate::messages::AppendAck;
 use crate::topics::Topic;
 use crate::types::PartitionId;
 
@@ -60,13 +60,7 @@ pub async fn produce(msg: Produce) -> Vec<Result<AppendAck, LogError>> {
         let addr = topic.partition(pb.partition).cloned();
         async move {
             match addr {
-                Some(addr) => addr
-                    .send(Append {
-                        batch: pb.batch,
-                        tag: pb.tag,
-                    })
-                    .await
-                    .unwrap_or(Err(LogError::ShutDown)),
+                Some(addr) => crate::partition::append(&addr, pb.batch, pb.tag).await,
                 None => Err(LogError::ShutDown),
             }
         }

@@ -22,8 +22,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use rill_actors::compression::Compression;
 use rill_actors::log::PartitionLog;
-use rill_actors::messages::Append;
-use rill_actors::partition::PartitionActor;
+use rill_actors::partition::{self, PartitionActor};
 use rill_actors::record_batch::BatchBuilder;
 use rill_actors::types::{FlushPolicy, LogConfig, TopicName, Topition};
 
@@ -153,8 +152,8 @@ async fn run(o: Options) {
                 } else {
                     template.clone()
                 };
-                match addr.send(Append { batch, tag: None }).await {
-                    Ok(Ok(ack)) => {
+                match partition::append(&addr, batch, None).await {
+                    Ok(ack) => {
                         if print {
                             let mut out = std::io::stdout().lock();
                             let _ =
@@ -164,12 +163,8 @@ async fn run(o: Options) {
                         records.fetch_add(batch_records as u64, Ordering::Relaxed);
                         batches_done.fetch_add(1, Ordering::Relaxed);
                     }
-                    Ok(Err(e)) => {
-                        eprintln!("append failed: {e}");
-                        break;
-                    }
                     Err(e) => {
-                        eprintln!("mailbox: {e}");
+                        eprintln!("append failed: {e}");
                         break;
                     }
                 }
