@@ -1,4 +1,5 @@
-//! Every message the actors exchange, in one place: small structs whose `rtype` is the answer.
+//! Every message the actors exchange, in one place: small structs whose `rtype` is the answer
+//! (except [`Append`]'s, which travels on a channel of its own: see there).
 
 use actix::Message;
 use tokio::sync::oneshot;

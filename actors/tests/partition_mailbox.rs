@@ -1,6 +1,7 @@
 //! A partition actor's mailbox under more appends than it holds: `partition::append` first
 //! offers each batch without waiting, and waits for room only when the mailbox refused it.
-//! Every append must still be answered, on disk, with offsets that tile the log.
+//! Every append must still be answered (under `flush = "always"`, after its flush), with offsets
+//! that tile the log.
 
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ fn batch(records: usize) -> Vec<u8> {
 }
 
 #[test]
-fn appends_beyond_a_full_mailbox_are_all_answered_in_offset_order() {
+fn appends_beyond_a_full_mailbox_are_all_answered_and_tile_the_log() {
     const APPENDS: usize = 700;
     const RECORDS: usize = 3;
     let dir = tempfile::tempdir().unwrap();
