@@ -57,6 +57,8 @@ impl Handler<Produce> for ProducerActor {
 pub async fn produce(msg: Produce) -> Vec<Result<AppendAck, LogError>> {
     let Produce { topic, batches } = msg;
     join_all(batches.into_iter().map(|pb| {
+        // A sender of its own per append: a full mailbox parks the sender that filled it, and
+        // a parked sender shared by every request would send them all down the slower path.
         let addr = topic.partition(pb.partition).cloned();
         async move {
             match addr {
