@@ -10,6 +10,9 @@
 #   CONFIG_B=/tmp/other.toml bench/ab.sh target/release/rill target/release/rill --batch 1
 #   EXTRA_B=--idempotency-keys bench/ab.sh target/release/rill target/release/rill
 #   WARMUP=12 DURATION=10 bench/ab.sh A B     (seconds of load before and while measuring)
+#   GAP=15 bench/ab.sh A B     (seconds of rest after each run: on a VM the memory a run's
+#                               deleted data freed goes back to the host meanwhile, so the
+#                               next run does not start on page-cache pages just warmed)
 #
 # Loadgen arguments default to the matrix's h100 row (topic bench3 = 3 partitions, 64
 # connections, keyed 100-byte JSON values); arguments given are appended and override. The
@@ -29,6 +32,7 @@ shift 2
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
+GAP=${GAP:-0}
 LOADGEN=${LOADGEN:-target/release/rill-loadgen}
 WORK=$(mktemp -d "${BENCH_DIR:-$PWD/target}/ab.XXXXXX")
 PID=""
@@ -112,6 +116,7 @@ for round in $(seq "$ROUNDS"); do
     # shellcheck disable=SC2086 # EXTRA_* are word lists
     read -r rec p99 cpu < <(run_once "$bin" "$config" "$@" $extra)
     echo "round $round $side: records/s $rec  p99 ${p99} ms  rill CPU ${cpu} µs/request"
+    sleep "$GAP"
     RECORDS[$side]+="$rec"$'\n'
     P99[$side]+="$p99"$'\n'
     CPU[$side]+="$cpu"$'\n'
