@@ -18,13 +18,21 @@ use crate::error::LogError;
 use crate::idempotency::{IdempotencyJournal, IdempotencyTag, JournalEntry, JournalSync, Liveness};
 use crate::naming;
 use crate::record_batch::{self, BatchHeader};
-use crate::segment::{self, AppendedBatch, Preallocation, Segment};
+use crate::segment::{self, AppendedBatch, PageCacheRelease, Preallocation, Segment};
 use crate::types::{LogConfig, Offset};
 
 /// How much a log may grow before its idempotency journal (if it has one) gets a mark and an
 /// fsync: recovery then reads at most about this many bytes of the log (batch headers, and
 /// the small carrier batches whole) for entries the journal file lacks.
 pub const MARK_INTERVAL_BYTES: u64 = 64 << 20;
+
+/// How much of the active segment's newest synced bytes a flush leaves in the page cache
+/// (for readers following the log); the rest is given back ([`PageCacheRelease`]).
+const PAGE_CACHE_KEEP_BYTES: u64 = 4 << 20;
+
+/// The least the active segment's cached range is given back in, so the advice costs one
+/// system call per this many bytes appended.
+const PAGE_CACHE_STEP_BYTES: u64 = 1 << 20;
 
 #[derive(Debug)]
 pub struct PartitionLog {
@@ -155,6 +163,9 @@ pub struct SyncTargets {
     /// Space the active segment should reserve, done after the fsyncs so it never delays
     /// the acknowledgements this flush is for by more than once per step.
     pub preallocation: Option<Preallocation>,
+    /// Synced bytes to drop from the page cache once the fsyncs have returned (and the
+    /// acknowledgements have gone): only then are the pages clean.
+    pub page_cache: Vec<PageCacheRelease>,
 }
 
 impl SyncTargets {
@@ -498,8 +509,10 @@ impl PartitionLog {
         Ok(appended)
     }
 
-    /// Starts a new active segment at the log end offset. The old one stays in `unsynced`
-    /// until the next flush, which also syncs the directory for the new file.
+    /// Starts a new active segment at the log end offset. The old one is in `unsynced` for
+    /// the next flush (even when the last flush covered its batches), which syncs its cut
+    /// length and finished index, hands its pages back, and syncs the directory for the new
+    /// file.
     pub fn roll(&mut self) -> Result<(), LogError> {
         let base = self.end_offset();
         if self.active().is_empty() {
@@ -508,6 +521,10 @@ impl PartitionLog {
         let segment = Segment::create(&self.dir, base)?;
         self.active_mut().release_preallocation();
         self.active_mut().write_index();
+        let sealed = self.active().base_offset();
+        if self.unsynced.last() != Some(&sealed) {
+            self.unsynced.push(sealed);
+        }
         self.segments.push(segment);
         self.dir_unsynced = true;
         Ok(())
@@ -569,14 +586,20 @@ impl PartitionLog {
     pub fn take_unsynced(&mut self) -> Result<SyncTargets, LogError> {
         let mut files = Vec::with_capacity(self.unsynced.len() * 2);
         let mut journal_file = None;
+        let mut page_cache = Vec::new();
+        let active_base = self.active().base_offset();
         for base in std::mem::take(&mut self.unsynced) {
-            if let Some(segment) = self.segments.iter().find(|s| s.base_offset() == base) {
+            if let Some(segment) = self.segments.iter_mut().find(|s| s.base_offset() == base) {
                 let (log, index) = segment.sync_handles();
                 files.push(log);
-                if base != self.active().base_offset() {
+                let release = if base == active_base {
+                    segment.page_cache_release(PAGE_CACHE_KEEP_BYTES, PAGE_CACHE_STEP_BYTES)
+                } else {
                     // A sealed segment's index is complete: make it durable once.
                     files.push(index);
-                }
+                    segment.page_cache_release(0, 1)
+                };
+                page_cache.extend(release);
             }
         }
         if self.bytes_since_mark >= MARK_INTERVAL_BYTES {
@@ -602,6 +625,7 @@ impl PartitionLog {
             files,
             dir,
             preallocation,
+            page_cache,
         })
     }
 
@@ -625,6 +649,7 @@ impl PartitionLog {
             files,
             dir: Some(self.dir.clone()),
             preallocation: None,
+            page_cache: Vec::new(),
         })
     }
 

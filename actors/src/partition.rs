@@ -25,6 +25,7 @@ use crate::log::PartitionLog;
 use crate::messages::{
     Append, AppendAck, EnforceRetention, GetStats, PartitionStats, Read, Shutdown,
 };
+use crate::segment::PageCacheRelease;
 use crate::types::{FlushPolicy, Topition};
 
 /// Appends waiting in a partition's mailbox before senders are made to wait: enough to keep
@@ -106,7 +107,7 @@ impl PartitionActor {
         if self.flushing || self.fail_stop.is_some() || !self.log.has_unsynced() {
             return;
         }
-        let targets = match self.log.take_unsynced() {
+        let mut targets = match self.log.take_unsynced() {
             Ok(t) => t,
             Err(e) => return self.enter_fail_stop(e.to_string()),
         };
@@ -115,12 +116,16 @@ impl PartitionActor {
         // them as soon as the fsyncs return, rather than after a hop back to this actor's
         // thread: an acknowledgement's latency is what bounds throughput per connection.
         let covered = std::mem::take(&mut self.waiting);
+        let page_cache = std::mem::take(&mut targets.page_cache);
         let sync = tokio::task::spawn_blocking(move || {
             let timer = crate::metrics::FLUSH_LATENCY.start_timer();
             let result = targets.sync();
             drop(timer);
             let answer = result.as_ref().map(|_| ()).map_err(ToString::to_string);
             answer_waiting(covered, &answer);
+            if result.is_ok() {
+                page_cache.into_iter().for_each(PageCacheRelease::apply);
+            }
             result
         });
         ctx.spawn(

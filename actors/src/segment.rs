@@ -52,6 +52,42 @@ pub struct Segment {
     preallocated_to: u64,
     /// Shared with a running [`Preallocation`]; set once the segment no longer grows.
     released: Arc<Mutex<bool>>,
+    /// The page cache was last asked to drop `[0, uncached_to)`: a new
+    /// [`PageCacheRelease`] starts there.
+    uncached_to: u64,
+}
+
+/// Synced bytes whose page-cache pages the kernel may drop, asked for off the partition
+/// actor's thread after the flush that made them durable.
+///
+/// Why: every page a write lands in is a freshly allocated page-cache page. On a virtual
+/// machine whose free memory was handed back to the host, the first touch of each one
+/// costs a fault in the hypervisor — measured here, copying into fresh pages took 3.5 times
+/// the system CPU of copying into pages just dropped and reused (bench/RESULTS.md). Dropping
+/// what is synced keeps the kernel recycling the same few warm pages instead of spreading
+/// the log over all of memory.
+#[derive(Debug)]
+pub struct PageCacheRelease {
+    file: Arc<File>,
+    from: u64,
+    to: u64,
+}
+
+impl PageCacheRelease {
+    /// The byte range of the segment file given back.
+    pub fn range(&self) -> std::ops::Range<u64> {
+        self.from..self.to
+    }
+
+    /// Advises the kernel to drop the range. Only advice: dirty or mapped pages are left
+    /// where they are, and a failure costs speed, not data, so it is logged.
+    pub fn apply(self) {
+        let len = std::num::NonZeroU64::new(self.to - self.from);
+        let advice = rustix::fs::Advice::DontNeed;
+        if let Err(e) = rustix::fs::fadvise(&*self.file, self.from, len, advice) {
+            log::debug!("dropping synced pages {}..{}: {e}", self.from, self.to);
+        }
+    }
 }
 
 /// Space to reserve at the end of a segment file, off the partition actor's thread (it runs
@@ -141,6 +177,7 @@ impl Segment {
             bytes_since_index_entry: 0,
             map: None,
             preallocated_to: 0,
+            uncached_to: 0,
             released: Arc::default(),
         })
     }
@@ -267,6 +304,7 @@ impl Segment {
                 bytes_since_index_entry,
                 map: None,
                 preallocated_to: valid_len,
+                uncached_to: 0,
                 released: Arc::default(),
             },
             CutTail {
@@ -455,6 +493,7 @@ impl Segment {
             .map_err(|e| LogError::io("truncating segment", &self.path, e))?;
         self.index.truncate_to_position(new_len)?;
         self.preallocated_to = new_len;
+        self.uncached_to = self.uncached_to.min(new_len);
         self.len = new_len;
         self.next_offset = next;
         self.bytes_since_index_entry =
@@ -474,6 +513,23 @@ impl Segment {
     /// Handles for a background fsync of the segment and its index.
     pub fn sync_handles(&self) -> (Arc<File>, Arc<File>) {
         (Arc::clone(&self.file), self.index.sync_handle())
+    }
+
+    /// The synced bytes up to `keep` short of the end whose pages may leave the page cache
+    /// (call it only when a flush syncs everything appended so far); `None` until that is at
+    /// least `min_step` bytes more than last time, so the advice costs one system call per
+    /// step. The newest `keep` bytes stay cached for readers following the log.
+    pub fn page_cache_release(&mut self, keep: u64, min_step: u64) -> Option<PageCacheRelease> {
+        let to = self.len.saturating_sub(keep) & !(PAGE_SIZE - 1);
+        if to <= self.uncached_to || to - self.uncached_to < min_step {
+            return None;
+        }
+        let from = std::mem::replace(&mut self.uncached_to, to);
+        Some(PageCacheRelease {
+            file: Arc::clone(&self.file),
+            from,
+            to,
+        })
     }
 
     /// The preallocation this segment needs next, if any: the file is kept one to two
@@ -558,6 +614,9 @@ fn write_all_vectored_at(
     }
     Ok(())
 }
+
+/// The page size the page-cache advice is rounded to (the kernel drops whole pages only).
+const PAGE_SIZE: u64 = 4096;
 
 /// The partition leader epoch rill stamps on every stored batch. rill is its partitions' only
 /// leader, so the epoch never changes; stamping a known value lets reads detect damage to
