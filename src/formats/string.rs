@@ -13,6 +13,12 @@ pub(super) fn serialize<'r>(
     raw: &'r RawValue,
     out: &mut Vec<u8>,
 ) -> Result<Payload<'r>, FormatError> {
+    // The body parser has already checked the string (UTF-8, no raw control characters), so
+    // without a backslash its text is what stands between the quotes: no second parse.
+    let plain = raw.get().strip_prefix('"').and_then(|t| t.strip_suffix('"'));
+    if let Some(text) = plain.filter(|t| !t.contains('\\')) {
+        return Ok(Payload::Borrowed(text.as_bytes()));
+    }
     let start = out.len();
     let mut de = serde_json::Deserializer::from_str(raw.get());
     match UnescapeInto(out).deserialize(&mut de) {
