@@ -16,6 +16,9 @@
 //! latency per fdatasync (docs/FORMAT.md, "Preallocated space"). Recovery already
 //! ends the log at the first zero header; a segment is cut back to `len` when it is sealed
 //! and at a clean shutdown, so files at rest are exact.
+//!
+//! Page cache: once a flush has made bytes durable, their pages are handed back to the
+//! kernel ([`PageCacheRelease`]), all but the active segment's newest few MiB.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;

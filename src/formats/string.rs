@@ -15,7 +15,10 @@ pub(super) fn serialize<'r>(
 ) -> Result<Payload<'r>, FormatError> {
     // The body parser has already checked the string (UTF-8, no raw control characters), so
     // without a backslash its text is what stands between the quotes: no second parse.
-    let plain = raw.get().strip_prefix('"').and_then(|t| t.strip_suffix('"'));
+    let plain = raw
+        .get()
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'));
     if let Some(text) = plain.filter(|t| !t.contains('\\')) {
         return Ok(Payload::Borrowed(text.as_bytes()));
     }
