@@ -531,17 +531,30 @@ const OVERLOAD_RECORDS: usize = 100;
 /// The body of request `id`: record `i` goes to partition `i % 2` with value `{id}-{i}-pad`.
 /// Built as text: the clients must stay cheap next to the broker on this 2-core box.
 fn overload_body(id: u64) -> String {
-    let pad = "p".repeat(400);
+    // Built with as little work as the client can do (this crate's code runs unoptimised):
+    // the overload must come from the client's speed, not be capped by it.
+    const PAD: &str = concat!(
+        "pppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppp",
+        "pppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppp",
+        "pppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppp",
+        "pppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppp",
+    );
     let mut body = String::with_capacity(OVERLOAD_RECORDS * 440 + 64);
     body.push_str("{\"value_format\":\"string\",\"records\":[");
+    let id = id.to_string();
     for i in 0..OVERLOAD_RECORDS {
-        if i > 0 {
-            body.push(',');
-        }
-        body.push_str(&format!(
-            "{{\"partition\":{},\"value\":\"{id}-{i}-{pad}\"}}",
-            i % 2
-        ));
+        body.push_str(if i == 0 { "" } else { "," });
+        body.push_str(if i % 2 == 0 {
+            "{\"partition\":0,\"value\":\""
+        } else {
+            "{\"partition\":1,\"value\":\""
+        });
+        body.push_str(&id);
+        body.push('-');
+        body.push_str(itoa::Buffer::new().format(i));
+        body.push('-');
+        body.push_str(PAD);
+        body.push_str("\"}");
     }
     body.push_str("]}");
     body
@@ -585,7 +598,8 @@ fn send_overload(
     *out.by_status.entry(status).or_default() += 1;
     match status {
         200 => {
-            let offsets = body["offsets"].as_array().cloned().unwrap_or_default();
+            let no_offsets = Vec::new();
+            let offsets = body["offsets"].as_array().unwrap_or(&no_offsets);
             let placed: Vec<(i64, i64)> = offsets
                 .iter()
                 .map(|o| {
