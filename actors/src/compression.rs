@@ -620,4 +620,47 @@ mod tests {
             }
         }
     }
+
+    /// Inputs with the shapes compressors trip on: pieces of a small alphabet (long and
+    /// overlapping matches), runs of one byte, noise, lengths at the edges of LZ4's last
+    /// literals and of 32 / 64 KiB blocks.
+    fn arb_compressible() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            prop::collection::vec(prop::sample::select(b"{}\":,ab0".to_vec()), 0..64),
+            (any::<u8>(), 0usize..70_000).prop_map(|(byte, len)| vec![byte; len]),
+            prop::collection::vec(any::<u8>(), 0..2_000),
+        ];
+        (
+            prop::collection::vec((piece, 1usize..40), 0..12),
+            0usize..16,
+        )
+            .prop_map(|(pieces, trim)| {
+                // Past 200 KB nothing new happens: every codec is several blocks in.
+                const MAX_LEN: usize = 200_000;
+                let mut input = Vec::new();
+                for (piece, times) in pieces {
+                    for _ in 0..times {
+                        if input.len() < MAX_LEN {
+                            input.extend_from_slice(&piece);
+                        }
+                    }
+                }
+                input.truncate(MAX_LEN.min(input.len().saturating_sub(trim)));
+                input
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+        /// lz4 compresses with `lz4_flex`'s unchecked encoder (no "safe-encode"): whatever
+        /// the input, what it writes must decode, by every codec's decoder, to the input.
+        #[test]
+        fn arbitrary_input_round_trips_through_every_codec(input in arb_compressible()) {
+            for codec in Compression::ALL {
+                round_trip(codec, &input);
+            }
+        }
+    }
 }
