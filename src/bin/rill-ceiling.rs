@@ -12,16 +12,31 @@
 //!   and the ceiling the benchmark's targets are measured against.
 //! - `POST /tree/*`: reads the body and parses it into a document tree (`serde_json::Value`,
 //!   what "parse the JSON" means in most servers), for context next to the strict ceiling.
+//! - `POST /durable/{pieces}` (with `--durable-dir`): the floor under any produce path that
+//!   fsyncs before it answers. It reads the body, cuts it into `pieces` (1 to `--durable-files`)
+//!   and writes each into its own file (`pwrite`, as a partition's batch), then answers once
+//!   an `fdatasync` of each file has covered its piece. Each file has a thread that syncs it
+//!   again as soon as something was written since its last sync (group commit), and its
+//!   space is reserved ahead with `fallocate` like rill's segments. It parses nothing, builds
+//!   nothing and answers small: what it reaches is what making records durable the way rill
+//!   does leaves on this machine before any broker work.
 //!
 //! ```sh
 //! cargo build --release --bin rill-ceiling
 //! target/release/rill-ceiling --bind 127.0.0.1:0
 //! # → rill-ceiling listening on http://127.0.0.1:PORT
 //! target/release/rill-loadgen --url http://127.0.0.1:PORT --path /null/x --connections 64
+//! target/release/rill-ceiling --bind 127.0.0.1:0 --durable-dir /tmp/floor
+//! target/release/rill-loadgen --url http://127.0.0.1:PORT --path /durable/3 --batch 100
 //! ```
 //!
 //! SIGINT/SIGTERM stop it (actix-web's default signal handling).
 
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 use actix_web::http::header;
@@ -31,6 +46,7 @@ use clap::Parser;
 use futures_util::StreamExt;
 use rill::config::ServerConfig;
 use serde::de::IgnoredAny;
+use tokio::sync::watch;
 
 // The same allocator as the `rill` binary, so the ceiling is not lower than rill could reach.
 #[global_allocator]
@@ -54,6 +70,13 @@ struct Args {
     /// Worker threads; default as rill: one per CPU.
     #[arg(long)]
     workers: Option<usize>,
+    /// Directory for the `/durable` route's files (created; the files are replaced at start).
+    /// Without it the route answers 404.
+    #[arg(long)]
+    durable_dir: Option<PathBuf>,
+    /// Files the `/durable` route writes to, like a topic's partitions.
+    #[arg(long, default_value_t = 3)]
+    durable_files: usize,
 }
 
 fn main() -> std::io::Result<()> {
@@ -63,15 +86,26 @@ fn main() -> std::io::Result<()> {
     if args.workers.is_some() {
         server.workers = args.workers;
     }
-    actix_rt::System::new().block_on(run(args.bind, server))
+    let floor = match &args.durable_dir {
+        Some(dir) => Some(DurableFloor::create(dir, args.durable_files.max(1))?),
+        None => None,
+    };
+    actix_rt::System::new().block_on(run(args.bind, server, floor))
 }
 
-async fn run(bind: String, config: ServerConfig) -> std::io::Result<()> {
+async fn run(
+    bind: String,
+    config: ServerConfig,
+    floor: Option<DurableFloor>,
+) -> std::io::Result<()> {
     let limit = config.max_request_bytes;
+    let floor = web::Data::new(floor);
     let http = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(Limit(limit)))
+            .app_data(floor.clone())
             .route("/null/{tail:.*}", web::post().to(null))
+            .route("/durable/{pieces}", web::post().to(durable))
             .route("/parse/{tail:.*}", web::post().to(parse::<IgnoredAny>))
             .route(
                 "/tree/{tail:.*}",
@@ -117,6 +151,167 @@ async fn parse<T: serde::de::DeserializeOwned>(
         .map_err(|e| error::ErrorBadRequest(format!("invalid JSON: {e}")))?;
     drop(parsed);
     Ok(answer())
+}
+
+async fn durable(
+    req: HttpRequest,
+    limit: web::Data<Limit>,
+    floor: web::Data<Option<DurableFloor>>,
+    pieces: web::Path<usize>,
+    payload: web::Payload,
+) -> actix_web::Result<HttpResponse> {
+    let Some(floor) = floor.as_ref() else {
+        return Err(error::ErrorNotFound(
+            "start rill-ceiling with --durable-dir",
+        ));
+    };
+    let pieces = pieces.into_inner();
+    if pieces == 0 || pieces > floor.files.len() {
+        return Err(error::ErrorBadRequest(format!(
+            "pieces: 1 to {}",
+            floor.files.len()
+        )));
+    }
+    let body = read_body(&req, payload, limit.0).await?;
+    // One piece goes to the next file in turn, as single keyed records spread over
+    // partitions; more pieces go to that many files from the first.
+    let first = if pieces == 1 {
+        floor.next.fetch_add(1, Ordering::Relaxed) % floor.files.len()
+    } else {
+        0
+    };
+    let piece_len = body.len().div_ceil(pieces).max(1);
+    let mut written = Vec::with_capacity(pieces);
+    for (i, piece) in body.chunks(piece_len).enumerate() {
+        let file = &floor.files[first + i];
+        let sequence = file.write(piece).map_err(error::ErrorInternalServerError)?;
+        written.push((file, sequence));
+    }
+    for (file, sequence) in written {
+        file.synced_through(sequence).await;
+    }
+    Ok(answer())
+}
+
+/// The `/durable` route's files.
+struct DurableFloor {
+    files: Vec<Arc<DurableFile>>,
+    /// The file the next one-piece request writes to.
+    next: AtomicUsize,
+}
+
+/// Space each file's sync thread reserves ahead of what was written, like rill's flushes do
+/// (`[storage] preallocate_bytes`) but in larger steps, so it rarely stops to.
+const DURABLE_RESERVE_STEP: u64 = 64 << 20;
+
+impl DurableFloor {
+    fn create(dir: &std::path::Path, files: usize) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let files = (0..files)
+            .map(|i| {
+                let path = dir.join(format!("floor-{i}.log"));
+                let _ = std::fs::remove_file(&path);
+                let file = File::options()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)?;
+                reserve(&file, DURABLE_RESERVE_STEP)?;
+                let (synced, _) = watch::channel(0);
+                let file = Arc::new(DurableFile {
+                    file,
+                    end: AtomicU64::new(0),
+                    written: Mutex::new(0),
+                    wake: Condvar::new(),
+                    synced,
+                });
+                let syncing = Arc::clone(&file);
+                std::thread::Builder::new()
+                    .name(format!("floor-sync-{i}"))
+                    .spawn(move || syncing.sync_forever())?;
+                Ok(file)
+            })
+            .collect::<std::io::Result<_>>()?;
+        Ok(Self {
+            files,
+            next: AtomicUsize::new(0),
+        })
+    }
+}
+
+struct DurableFile {
+    file: File,
+    /// Where the next piece goes.
+    end: AtomicU64,
+    /// Pieces written so far; the sync thread waits on `wake` for it to move.
+    written: Mutex<u64>,
+    wake: Condvar,
+    /// Pieces the last finished `fdatasync` covered.
+    synced: watch::Sender<u64>,
+}
+
+impl DurableFile {
+    /// Writes `piece` at the end of the file; returns its sequence number for
+    /// [`Self::synced_through`].
+    fn write(&self, piece: &[u8]) -> std::io::Result<u64> {
+        let at = self.end.fetch_add(piece.len() as u64, Ordering::Relaxed);
+        self.file.write_all_at(piece, at)?;
+        let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+        *written += 1;
+        self.wake.notify_one();
+        Ok(*written)
+    }
+
+    async fn synced_through(&self, sequence: u64) {
+        let mut synced = self.synced.subscribe();
+        // The sender lives as long as the file, so waiting only ends by reaching `sequence`.
+        let _ = synced.wait_for(|&synced| synced >= sequence).await;
+    }
+
+    /// Syncs whenever pieces were written since the last sync: every write counted before
+    /// an `fdatasync` starts is complete, so that sync covers it.
+    fn sync_forever(&self) {
+        let mut synced = 0;
+        let mut released_to = 0;
+        let mut reserved_to = DURABLE_RESERVE_STEP;
+        loop {
+            let target = {
+                let written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+                let written = self
+                    .wake
+                    .wait_while(written, |written| *written == synced)
+                    .unwrap_or_else(PoisonError::into_inner);
+                *written
+            };
+            let end = self.end.load(Ordering::Relaxed);
+            if end + DURABLE_RESERVE_STEP / 2 > reserved_to {
+                reserved_to = end + DURABLE_RESERVE_STEP;
+                // Only speed is lost if this fails: the file then grows as written.
+                let _ = reserve(&self.file, reserved_to);
+            }
+            if let Err(e) = rustix::fs::fdatasync(&self.file) {
+                // A benchmark tool: a failed sync ends the measurement rather than lying.
+                eprintln!("rill-ceiling: fdatasync failed: {e}");
+                std::process::exit(1);
+            }
+            synced = target;
+            self.synced.send_replace(synced);
+            // As rill does after each flush: hand the synced pages back, so writes land in
+            // recycled page-cache pages rather than fresh ones (costly on a VM whose free
+            // memory went back to the host). Pages still dirty are left where they are.
+            if let Some(len) = std::num::NonZeroU64::new(end - released_to) {
+                let advice = rustix::fs::Advice::DontNeed;
+                let _ = rustix::fs::fadvise(&self.file, released_to, Some(len), advice);
+                released_to = end;
+            }
+        }
+    }
+}
+
+/// Reserves `[0, to)` of `file` (reads as zeros, the file size grows to `to`).
+fn reserve(file: &File, to: u64) -> std::io::Result<()> {
+    rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, to)?;
+    Ok(())
 }
 
 fn answer() -> HttpResponse {
