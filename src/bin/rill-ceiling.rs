@@ -12,8 +12,8 @@
 //!   and the ceiling the benchmark's targets are measured against.
 //! - `POST /tree/*`: reads the body and parses it into a document tree (`serde_json::Value`,
 //!   what "parse the JSON" means in most servers), for context next to the strict ceiling.
-//! - `POST /durable/{pieces}` (with `--durable-dir`): the floor under any produce path that
-//!   fsyncs before it answers. It reads the body, cuts it into `pieces` (1 to `--durable-files`)
+//! - `POST /durable/{pieces}` (with `--durable-dir`): the floor under rill's produce path,
+//!   which fsyncs before it answers. It reads the body, cuts it into `pieces` (1 to `--durable-files`)
 //!   and writes each into its own file (`pwrite`, as a partition's batch), then answers once
 //!   an `fdatasync` of each file has covered its piece. Each file has a thread that syncs it
 //!   again as soon as something was written since its last sync (group commit), and its
@@ -298,7 +298,8 @@ impl DurableFile {
             self.synced.send_replace(synced);
             // As rill does after each flush: hand the synced pages back, so writes land in
             // recycled page-cache pages rather than fresh ones (costly on a VM whose free
-            // memory went back to the host). Pages still dirty are left where they are.
+            // memory went back to the host). The kernel drops only whole, clean pages of the
+            // range: the partial pages at its edges and any still being written stay cached.
             if let Some(len) = std::num::NonZeroU64::new(end - released_to) {
                 let advice = rustix::fs::Advice::DontNeed;
                 let _ = rustix::fs::fadvise(&self.file, released_to, Some(len), advice);
