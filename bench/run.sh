@@ -12,7 +12,8 @@
 # fsynced before each answer, nothing parsed or built) and, for every row, a fresh rill
 # on a new temporary data dir (so rows don't inherit each other's segments or page cache
 # pressure), runs rill-loadgen against it, and measures the ceiling with the same bodies and
-# connections. Writes a markdown section to bench/perf-results.md (also printed).
+# connections. The floor is measured a second time with the strict parse before the write
+# (`/parse-durable/*`): what a server that only parses and makes the bytes durable reaches. Writes a markdown section to bench/perf-results.md (also printed).
 #
 # Environment: RUNS, DURATION, WARMUP, LOADGEN_THREADS (default 1: the 2 cores are shared with
 # the server), BENCH_DIR (parent of the temp dir; default target/, i.e. the project's disk),
@@ -164,9 +165,9 @@ conns_for() {
 }
 
 # The ceilings for one body shape (batch size, connections): null, parse and tree routes and
-# the durable floor, one run each, appended to CEIL_NULL / CEIL_PARSE / CEIL_TREE / CEIL_FLOOR
-# (newline-separated runs).
-declare -A CEIL_NULL CEIL_PARSE CEIL_TREE CEIL_FLOOR
+# the durable floor without and with the parse, one run each, appended to CEIL_NULL /
+# CEIL_PARSE / CEIL_TREE / CEIL_FLOOR / CEIL_FLOOR_PARSE (newline-separated runs).
+declare -A CEIL_NULL CEIL_PARSE CEIL_TREE CEIL_FLOOR CEIL_FLOOR_PARSE
 ceiling() {
   local batch=$1 conns
   conns=$(conns_for "$batch")
@@ -183,30 +184,40 @@ ceiling() {
 # each body, cut into N pieces, into N of three files and answers once an fdatasync of each
 # covered it — like rill's rows, on a new directory each run. Single records go whole to one
 # file in turn (one keyed record, one partition); batches are cut in three (three partitions).
+# Then the same with the body parsed (IgnoredAny) before it is written, on a fresh server too.
 durable_floor() {
-  local batch=$1 conns=$2 pieces=3 dir
+  local batch=$1 conns=$2 pieces=3 dir route
   ((batch == 1)) && pieces=1
-  dir=$(mktemp -d "$WORK/floor.XXXXXX")
-  start_server rill-ceiling "$dir/floor.log" "$CEILING" --bind 127.0.0.1:0 \
-    --durable-dir "$dir/files" --durable-files 3
-  FLOOR_PID=$SERVER_PID
-  CEIL_FLOOR[$batch]+="$(measure_once --url "$SERVER_URL" --path "/durable/$pieces" \
-    --batch "$batch" --connections "$conns")"$'\n'
-  kill "$FLOOR_PID"
-  wait "$FLOOR_PID" || true
-  FLOOR_PID=""
-  rm -rf "$dir"
+  for route in durable parse-durable; do
+    dir=$(mktemp -d "$WORK/floor.XXXXXX")
+    start_server rill-ceiling "$dir/floor.log" "$CEILING" --bind 127.0.0.1:0 \
+      --durable-dir "$dir/files" --durable-files 3
+    FLOOR_PID=$SERVER_PID
+    local line
+    line="$(measure_once --url "$SERVER_URL" --path "/$route/$pieces" \
+      --batch "$batch" --connections "$conns")"$'\n'
+    if [[ $route == durable ]]; then
+      CEIL_FLOOR[$batch]+=$line
+    else
+      CEIL_FLOOR_PARSE[$batch]+=$line
+    fi
+    kill "$FLOOR_PID"
+    wait "$FLOOR_PID" || true
+    FLOOR_PID=""
+    rm -rf "$dir"
+  done
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }'; }
 
-fmt_row() { # ID DESCRIPTION LINE NULL_LINE PARSE_LINE TREE_LINE FLOOR_LINE RSS → table row
-  local id=$1 desc=$2 l=$3 cn=$4 cp=$5 ct=$6 cf=$7 rss=$8 rec rnull rparse rtree rfloor
+fmt_row() { # ID DESCRIPTION LINE NULL_LINE PARSE_LINE TREE_LINE FLOOR_LINE FLOOR_PARSE_LINE RSS → table row
+  local id=$1 desc=$2 l=$3 cn=$4 cp=$5 ct=$6 cf=$7 cfp=$8 rss=$9 rec rnull rparse rtree rfloor rfloorparse
   rec=$(num "$l" records_per_s)
   rnull=$(ratio "$rec" "$(num "$cn" records_per_s)")
   rparse=$(ratio "$rec" "$(num "$cp" records_per_s)")
   rtree=$(ratio "$rec" "$(num "$ct" records_per_s)")
   rfloor=$(ratio "$rec" "$(num "$cf" records_per_s)")
+  rfloorparse=$(ratio "$rec" "$(num "$cfp" records_per_s)")
   local extra=""
   if [[ "$(echo "$l" | field mode)" == async ]]; then
     extra=" (accepted $(echo "$l" | field accepted_per_s) req/s; done p50/p99 $(echo "$l" | field done_p50_ms)/$(echo "$l" | field done_p99_ms) ms)"
@@ -215,12 +226,12 @@ fmt_row() { # ID DESCRIPTION LINE NULL_LINE PARSE_LINE TREE_LINE FLOOR_LINE RSS 
   errs=$(echo "$l" | field errors_all_runs)
   statuses=$(echo "$l" | field statuses_all_runs)
   [[ -n "$statuses" ]] && errs="$errs ($statuses)"
-  echo "| $id | $desc | $(echo "$l" | field connections) | $(echo "$l" | field requests_per_s) | $rec$extra | $(echo "$l" | field mb_per_s) | $(echo "$l" | field p50_ms) / $(echo "$l" | field p99_ms) / $(echo "$l" | field p999_ms) | $rnull | $rparse | $rtree | $rfloor | $errs | $(echo "$l" | field loadgen_cpu) | $rss |"
+  echo "| $id | $desc | $(echo "$l" | field connections) | $(echo "$l" | field requests_per_s) | $rec$extra | $(echo "$l" | field mb_per_s) | $(echo "$l" | field p50_ms) / $(echo "$l" | field p99_ms) / $(echo "$l" | field p999_ms) | $rnull | $rparse | $rtree | $rfloor | $rfloorparse | $errs | $(echo "$l" | field loadgen_cpu) | $rss |"
 }
 
 fmt_ceiling_row() { # NAME LINE → table row
   local l=$2
-  echo "| ceiling | $1 | $(echo "$l" | field connections) | $(echo "$l" | field requests_per_s) | $(echo "$l" | field records_per_s) | $(echo "$l" | field mb_per_s) | $(echo "$l" | field p50_ms) / $(echo "$l" | field p99_ms) / $(echo "$l" | field p999_ms) | | | | | $(echo "$l" | field errors_all_runs) | $(echo "$l" | field loadgen_cpu) | |"
+  echo "| ceiling | $1 | $(echo "$l" | field connections) | $(echo "$l" | field requests_per_s) | $(echo "$l" | field records_per_s) | $(echo "$l" | field mb_per_s) | $(echo "$l" | field p50_ms) / $(echo "$l" | field p99_ms) / $(echo "$l" | field p999_ms) | | | | | | $(echo "$l" | field errors_all_runs) | $(echo "$l" | field loadgen_cpu) | |"
 }
 
 rss_kb() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$1/status"; }
@@ -295,6 +306,7 @@ for batch in $BATCHES; do
   CEIL_PARSE[$batch]=$(pick_median "${CEIL_PARSE[$batch]}")
   CEIL_TREE[$batch]=$(pick_median "${CEIL_TREE[$batch]}")
   CEIL_FLOOR[$batch]=$(pick_median "${CEIL_FLOOR[$batch]}")
+  CEIL_FLOOR_PARSE[$batch]=$(pick_median "${CEIL_FLOOR_PARSE[$batch]}")
 done
 while read -r id batch mode codec flush parts extra; do
   [[ -z "$id" ]] && continue
@@ -302,7 +314,7 @@ while read -r id batch mode codec flush parts extra; do
   line=$(pick_median "${RUNS_OF[$id]}")
   rss=${RSS_OF[$id]}
   desc="batch $batch, $mode, $codec, flush $flush, $parts partition(s)${extra:+, a unique Idempotency-Key per request}"
-  row=$(fmt_row "$id" "$desc" "$line" "${CEIL_NULL[$batch]}" "${CEIL_PARSE[$batch]}" "${CEIL_TREE[$batch]}" "${CEIL_FLOOR[$batch]}" "$((rss / 1024)) MiB")
+  row=$(fmt_row "$id" "$desc" "$line" "${CEIL_NULL[$batch]}" "${CEIL_PARSE[$batch]}" "${CEIL_TREE[$batch]}" "${CEIL_FLOOR[$batch]}" "${CEIL_FLOOR_PARSE[$batch]}" "$((rss / 1024)) MiB")
   echo "$row" >&2
   ROWS_OUT+=("$row")
   req=$(num "$line" requests_per_s)
@@ -318,6 +330,7 @@ for batch in 1 100 1000; do
   CEIL_OUT+=("$(fmt_ceiling_row "parse, batch $batch" "${CEIL_PARSE[$batch]}")")
   CEIL_OUT+=("$(fmt_ceiling_row "tree, batch $batch" "${CEIL_TREE[$batch]}")")
   CEIL_OUT+=("$(fmt_ceiling_row "durable floor, batch $batch" "${CEIL_FLOOR[$batch]}")")
+  CEIL_OUT+=("$(fmt_ceiling_row "durable floor + parse, batch $batch" "${CEIL_FLOOR_PARSE[$batch]}")")
 done
 
 # The null ceiling next to rill's own rows shows whether the generator is the limit: it is the
@@ -341,14 +354,14 @@ disk="$disk_src ($disk_fs, $disk_size)"
   echo "Each rill row: a fresh \`$RILL --config broker.toml\` (bind 127.0.0.1:0, new data dir, topics bench1 / bench3 with 1 / 3 partitions, \`[storage] flush\` as in the row), then"
   echo "\`$LOADGEN --url URL --topic bench3|bench1 --batch B --connections C --compression CODEC [--async] --keys --format json --record-bytes $RECORD_BYTES --warmup-secs $WARMUP --duration-secs $DURATION --threads $THREADS\`."
   echo "Ceiling: \`$CEILING --bind 127.0.0.1:0\` (rill's actix-web settings), the same loadgen command with \`--path /null/...\`, \`/parse/...\` (parsed into serde's IgnoredAny: validated, nothing built — the targets' ceiling) or \`/tree/...\` (parsed into a serde_json::Value, for context): same bodies, same connections."
-  echo "Durable floor: a fresh \`$CEILING --bind 127.0.0.1:0 --durable-dir DIR --durable-files 3\` per run, the same loadgen command with \`--path /durable/1\` (batch 1: each body whole into one of the three files in turn) or \`/durable/3\` (each body cut in three, one piece per file); each answer waits for an fdatasync of every file its pieces went to (group commit, one sync thread per file, space reserved with fallocate, synced pages dropped from the page cache as rill does). Nothing is parsed or built and the answer is 11 bytes: what writing the records the way rill does (a file per partition, page cache, group-committed fdatasync) costs here before any broker work."
+  echo "Durable floor: a fresh \`$CEILING --bind 127.0.0.1:0 --durable-dir DIR --durable-files 3\` per run, the same loadgen command with \`--path /durable/1\` (batch 1: each body whole into one of the three files in turn) or \`/durable/3\` (each body cut in three, one piece per file); each answer waits for an fdatasync of every file its pieces went to (group commit, one sync thread per file, space reserved with fallocate, synced pages dropped from the page cache as rill does). Nothing is parsed or built and the answer is 11 bytes: what writing the records the way rill does (a file per partition, page cache, group-committed fdatasync) costs here before any broker work. Durable floor + parse: the same with \`--path /parse-durable/1|3\`, each body parsed into IgnoredAny (the parse ceiling's work) before it is written: what a server that only parses and makes the bytes durable reaches."
   echo
   echo "Matrix: the headline (3 partitions, flush always, codec none, sync) for batch 1 / 100 / 1000, then one dimension varied at a time from it (async, lz4, zstd, flush os, 1 partition) for each batch size — not the full cross product."
   echo "100-byte JSON values (\`{\"id\":N,\"pad\":\"<base-36 text>\"}\`), string keys \`user-<n>\`; MB/s counts record value bytes. Async rows report completed records/s (each status URL polled until completed)."
-  echo "Ratios = records/s ÷ the null / parse / tree ceiling's or the durable floor's records/s at the same batch size (same bodies and connections; for batch 1 records/s = requests/s). Latency: of the produce request (async: of the 202), ms. Errors = non-2xx + I/O + per-record + failed async, summed over all runs (must be 0). RSS: rill's VmRSS after the row."
+  echo "Ratios = records/s ÷ the null / parse / tree ceiling's or the durable floor's (without and with the parse) records/s at the same batch size (same bodies and connections; for batch 1 records/s = requests/s). Latency: of the produce request (async: of the 202), ms. Errors = non-2xx + I/O + per-record + failed async, summed over all runs (must be 0). RSS: rill's VmRSS after the row."
   echo
-  echo "| id | configuration | conns | requests/s | records/s | MB/s | p50 / p99 / p99.9 ms | ÷ null ceiling | ÷ parse ceiling | ÷ tree ceiling | ÷ durable floor | errors | loadgen CPU (cores) | rill RSS |"
-  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| id | configuration | conns | requests/s | records/s | MB/s | p50 / p99 / p99.9 ms | ÷ null ceiling | ÷ parse ceiling | ÷ tree ceiling | ÷ durable floor | ÷ floor + parse | errors | loadgen CPU (cores) | rill RSS |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   printf '%s\n' "${CEIL_OUT[@]}" "${ROWS_OUT[@]}"
   echo
   echo "Generator check (the null ceiling is the same generator, same bodies and connections, against a server that does no work; the generator and the server share the 2 cores):"

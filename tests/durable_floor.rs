@@ -99,3 +99,27 @@ fn pieces_outside_the_files_are_refused() {
         assert_eq!(res.status(), 400, "pieces {pieces}");
     }
 }
+
+#[test]
+fn parse_durable_writes_valid_json_and_refuses_the_rest_unwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_ceiling, url) = start(dir.path());
+    let client = reqwest::blocking::Client::new();
+
+    let refused = client
+        .post(format!("{url}/parse-durable/1"))
+        .body(r#"{"records": [}"#)
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+
+    let body = r#"{"records":[{"key":"k","value":{"n":1}}]}"#;
+    let res = client
+        .post(format!("{url}/parse-durable/1"))
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // The refused body took no turn and wrote nothing: the valid one starts file 0.
+    assert_eq!(written(dir.path(), 0, body.len()), body.as_bytes());
+}

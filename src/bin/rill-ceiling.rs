@@ -20,6 +20,10 @@
 //!   space is reserved ahead with `fallocate` like rill's segments. It parses nothing, builds
 //!   nothing and answers small: what it reaches is what making records durable the way rill
 //!   does leaves on this machine before any broker work.
+//! - `POST /parse-durable/{pieces}` (with `--durable-dir`): `/parse` then `/durable` in one
+//!   request — the body parsed into `IgnoredAny`, then written and fsynced the same way.
+//!   It measures what the floor and the strict parse leave together, where adding their
+//!   separate costs is only an estimate (the floor alone leaves the cores partly idle).
 //!
 //! ```sh
 //! cargo build --release --bin rill-ceiling
@@ -105,7 +109,8 @@ async fn run(
             .app_data(web::Data::new(Limit(limit)))
             .app_data(floor.clone())
             .route("/null/{tail:.*}", web::post().to(null))
-            .route("/durable/{pieces}", web::post().to(durable))
+            .route("/durable/{pieces}", web::post().to(durable::<false>))
+            .route("/parse-durable/{pieces}", web::post().to(durable::<true>))
             .route("/parse/{tail:.*}", web::post().to(parse::<IgnoredAny>))
             .route(
                 "/tree/{tail:.*}",
@@ -153,7 +158,9 @@ async fn parse<T: serde::de::DeserializeOwned>(
     Ok(answer())
 }
 
-async fn durable(
+/// `/durable` (`PARSE = false`) and `/parse-durable` (`PARSE = true`: the body is parsed
+/// into `IgnoredAny` before it is written).
+async fn durable<const PARSE: bool>(
     req: HttpRequest,
     limit: web::Data<Limit>,
     floor: web::Data<Option<DurableFloor>>,
@@ -173,6 +180,10 @@ async fn durable(
         )));
     }
     let body = read_body(&req, payload, limit.0).await?;
+    if PARSE {
+        serde_json::from_slice::<IgnoredAny>(&body)
+            .map_err(|e| error::ErrorBadRequest(format!("invalid JSON: {e}")))?;
+    }
     // One piece goes to the next file in turn, as single keyed records spread over
     // partitions; more pieces go to that many files from the first.
     let first = if pieces == 1 {
