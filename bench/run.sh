@@ -13,7 +13,8 @@
 # on a new temporary data dir (so rows don't inherit each other's segments or page cache
 # pressure), runs rill-loadgen against it, and measures the ceiling with the same bodies and
 # connections. The floor is measured a second time with the strict parse before the write
-# (`/parse-durable/*`): what a server that only parses and makes the bytes durable reaches. Writes a markdown section to bench/perf-results.md (also printed).
+# (`/parse-durable/*`): what a server that only parses and makes the bytes durable reaches.
+# Writes a markdown section to bench/perf-results.md (also printed).
 #
 # Environment: RUNS, DURATION, WARMUP, LOADGEN_THREADS (default 1: the 2 cores are shared with
 # the server), BENCH_DIR (parent of the temp dir; default target/, i.e. the project's disk),
