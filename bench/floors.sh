@@ -33,9 +33,13 @@ CEILING=target/release/rill-ceiling
 
 mkdir -p "${BENCH_DIR:-$PWD/target}"
 WORK=$(mktemp -d "${BENCH_DIR:-$PWD/target}/floors.XXXXXX")
-PIDS=()
+# The ceiling server, and the floor or rill being measured: only live processes, so cleanup
+# never signals a PID that was already reaped (and possibly reused).
+CEILING_PID=""
+PID=""
 cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
+  local pid
+  for pid in $CEILING_PID $PID; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -46,7 +50,6 @@ start() {
   shift
   "$@" >"$log" 2>&1 &
   PID=$!
-  PIDS+=("$PID")
   for _ in $(seq 300); do
     URL=$(sed -n 's|.* listening on \(http://[^ ]*\)$|\1|p' "$log" | head -1)
     [[ -n "$URL" ]] && return 0
@@ -56,7 +59,11 @@ start() {
   echo "no listening line from $1" >&2
   exit 1
 }
-stop() { kill "$PID"; wait "$PID" || true; }
+stop() {
+  kill "$PID"
+  wait "$PID" || true
+  PID=""
+}
 
 # records/s of one loadgen run against URL PATH with CONNS connections.
 measure() {
@@ -97,6 +104,8 @@ EOF
 
 start "$WORK/ceiling.log" "$CEILING" --bind 127.0.0.1:0
 CEILING_URL=$URL
+CEILING_PID=$PID
+PID=""
 
 NAMES=(parse tree floor floor_parse rill)
 declare -A RUNS
